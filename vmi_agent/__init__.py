@@ -1,0 +1,1 @@
+"""nova-vmi compute-host agent and its introspection engine."""

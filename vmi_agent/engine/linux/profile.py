@@ -1,0 +1,203 @@
+"""A Linux kernel build's profile: its identity, symbols and struct layouts.
+
+A profile is everything the probes need to know about one kernel *build*; it does not
+depend on where a particular guest loaded that kernel (see ``locate``).  Symbols are kept
+at their link-time addresses.
+
+Profiles are made once per build, from the distribution's vmlinuz or from guest memory
+(``builder``), and cached on disk in a :class:`ProfileStore` keyed by the build ID (or the
+banner when there is none).  A cached profile loads in milliseconds: a small JSON file of
+the layouts the probes declared, a compact symbol table, and the raw BTF kept for the
+rare probe that asks for a type nobody declared.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+
+from vmi_agent.engine.errors import ProfileError
+from vmi_agent.engine.linux.layout import Layout
+from vmi_agent.engine.linux.symbols import SymbolTable
+
+FORMAT = 1
+
+
+class Profile:
+    """Identity, symbols and layouts of one kernel build."""
+
+    def __init__(self, release, banner, build_id, symbols, layouts, enums,
+                 btf_bytes=None, btf=None):
+        self.release = release
+        self.banner = banner
+        self.build_id = build_id
+        self.symbols = symbols
+        self._layouts = dict(layouts)
+        self._enums = dict(enums)
+        self._btf_bytes = btf_bytes
+        self._btf = btf
+        self._structs = {}
+
+    @property
+    def key(self):
+        """The cache key: the GNU build ID, else a digest of the banner."""
+        if self.build_id:
+            return self.build_id
+        return 'banner-' + hashlib.sha256(self.banner.encode()).hexdigest()[:32]
+
+    # -- types --------------------------------------------------------------------------
+    @property
+    def btf(self):
+        if self._btf is None:
+            if self._btf_bytes is None:
+                raise ProfileError('profile for %s has no BTF' % self.release)
+            from vmi_agent.engine.linux.btf import Btf
+            self._btf = Btf.parse(bytes(self._btf_bytes))
+        return self._btf
+
+    def struct(self, name):
+        """The :class:`Layout` of ``struct name`` (or a union of that name)."""
+        layout = self._structs.get(name)
+        if layout is None:
+            data = self._layouts.get(name)
+            if data is None:
+                data = self.btf.layout(name)
+                self._layouts[name] = data
+            layout = self._structs[name] = Layout(name, data, self.struct)
+        return layout
+
+    def enum(self, name):
+        """``{enumerator: value}`` of ``enum name``."""
+        values = self._enums.get(name)
+        if values is None:
+            values = self._enums[name] = dict(self.btf.enum(name))
+        return values
+
+    def precompute(self, structs=(), enums=()):
+        """Resolve these types now, so that they are in the cache file."""
+        for name in structs:
+            layout = self.struct(name)
+            for member in layout.members.values():
+                # Nested structs the probes walk into are needed too.
+                if member.get('kind') in ('struct', 'union') and member.get('type'):
+                    try:
+                        self.struct(member['type'])
+                    except ProfileError:
+                        pass
+        for name in enums:
+            self.enum(name)
+
+    # -- serialisation ------------------------------------------------------------------
+    def meta(self):
+        return {'format': FORMAT, 'release': self.release, 'banner': self.banner,
+                'build_id': self.build_id, 'layouts': self._layouts,
+                'enums': self._enums}
+
+
+class ProfileStore:
+    """A directory of cached profiles, one sub-directory per kernel build.
+
+    ``<dir>/<key>/profile.json``, ``symbols.bin`` and ``btf``; ``<dir>/images/<sha256>``
+    maps a vmlinuz file's digest to its key, so that a known image is not unpacked
+    again.  An operator may also drop ``System.map-<release>``, ``kallsyms-<release>``
+    or ``vmlinuz-<release>`` files in the directory for kernels that need them.
+    """
+
+    def __init__(self, path):
+        self.path = path
+
+    def _dir(self, key):
+        if not key or '/' in key or key.startswith('.'):
+            raise ProfileError('bad profile key %r' % key)
+        return os.path.join(self.path, key)
+
+    def load(self, key):
+        """The cached profile for ``key``, or None."""
+        d = self._dir(key)
+        try:
+            with open(os.path.join(d, 'profile.json'), 'rb') as f:
+                meta = json.load(f)
+            with open(os.path.join(d, 'symbols.bin'), 'rb') as f:
+                symbols = SymbolTable.from_bytes(f.read())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise ProfileError('cached profile %s is unreadable: %s' % (d, exc)) from exc
+        if meta.get('format') != FORMAT:
+            return None
+        btf_path = os.path.join(d, 'btf')
+        return Profile(meta['release'], meta['banner'], meta['build_id'], symbols,
+                       meta['layouts'], meta['enums'], btf_bytes=_LazyFile(btf_path))
+
+    def save(self, profile):
+        """Write ``profile`` atomically (a concurrent reader sees all of it or none)."""
+        os.makedirs(self.path, exist_ok=True)
+        final = self._dir(profile.key)
+        tmp = tempfile.mkdtemp(prefix='.tmp-', dir=self.path)
+        try:
+            with open(os.path.join(tmp, 'symbols.bin'), 'wb') as f:
+                f.write(profile.symbols.to_bytes())
+            btf = profile._btf_bytes
+            if btf is not None:
+                with open(os.path.join(tmp, 'btf'), 'wb') as f:
+                    f.write(bytes(btf))
+            with open(os.path.join(tmp, 'profile.json'), 'w') as f:
+                json.dump(profile.meta(), f, separators=(',', ':'))
+            if os.path.isdir(final):
+                _rmtree(final)
+            os.rename(tmp, final)
+        except BaseException:
+            _rmtree(tmp)
+            raise
+
+    def key_for_image(self, digest):
+        try:
+            with open(os.path.join(self.path, 'images', digest)) as f:
+                return f.read().strip() or None
+        except OSError:
+            return None
+
+    def remember_image(self, digest, key):
+        d = os.path.join(self.path, 'images')
+        os.makedirs(d, exist_ok=True)
+        tmp = os.path.join(d, '.%s.%d' % (digest, os.getpid()))
+        with open(tmp, 'w') as f:
+            f.write(key)
+        os.replace(tmp, os.path.join(d, digest))
+
+    def operator_file(self, kind, release):
+        """An operator-supplied ``<kind>-<release>`` file in the store, or None."""
+        path = os.path.join(self.path, '%s-%s' % (kind, release))
+        return path if os.path.isfile(path) else None
+
+
+class _LazyFile:
+    """Bytes of a file, read on first use (most runs never need the raw BTF)."""
+
+    def __init__(self, path):
+        self.path = path
+        self._data = None
+
+    def __bytes__(self):
+        if self._data is None:
+            try:
+                with open(self.path, 'rb') as f:
+                    self._data = f.read()
+            except OSError as exc:
+                raise ProfileError('cannot read cached BTF %s: %s'
+                                   % (self.path, exc.strerror)) from exc
+        return self._data
+
+
+def _rmtree(path):
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def default_store_path():
+    """``$NOVA_VMI_PROFILES``, else ``$XDG_CACHE_HOME/nova-vmi/profiles``."""
+    path = os.environ.get('NOVA_VMI_PROFILES')
+    if path:
+        return path
+    cache = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
+    return os.path.join(cache, 'nova-vmi', 'profiles')
