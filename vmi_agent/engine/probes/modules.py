@@ -25,7 +25,7 @@ class ModuleFields:
         self.state = module.offset('state')
         if module.has('mem'):
             mem = module.member('mem')
-            size_off = kernel.struct(mem['type']).offset('size')
+            size_off = kernel.struct(mem['elem_type']).offset('size')
             self.sizes = [mem['offset'] + i * mem['elem_size'] + size_off
                           for i in range(mem['count'])]
         else:
