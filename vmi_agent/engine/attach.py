@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Attach to a guest: identify its kernel, get a profile, locate it, return a kernel.
 
 The order is what makes a second attach fast:
@@ -46,7 +58,7 @@ def _digest(path):
 
 def get_profile(memory, store, infos, vmlinux=None, system_map=None, kallsyms_file=None):
     """The profile of the kernel in ``memory``, from the store or freshly built."""
-    structs, enums = probes.required_types()
+    needs = probes.requirements()
     if vmlinux:
         digest = _digest(vmlinux)
         if not (system_map or kallsyms_file):
@@ -54,7 +66,7 @@ def get_profile(memory, store, infos, vmlinux=None, system_map=None, kallsyms_fi
             profile = store.load(key) if key else None
             if profile is not None:
                 return profile
-        profile = builder.from_image(vmlinux, structs, enums, system_map, kallsyms_file)
+        profile = builder.from_image(vmlinux, needs, system_map, kallsyms_file)
         store.save(profile)
         store.remember_image(digest, profile.key)
         return profile
@@ -67,10 +79,10 @@ def get_profile(memory, store, infos, vmlinux=None, system_map=None, kallsyms_fi
         system_map = system_map or store.operator_file('System.map', info.release)
         kallsyms_file = kallsyms_file or store.operator_file('kallsyms', info.release)
         if image:
-            profile = builder.from_image(image, structs, enums, system_map, kallsyms_file)
+            profile = builder.from_image(image, needs, system_map, kallsyms_file)
             store.save(profile)
             return profile
-    profile = builder.from_memory(memory, infos, structs, enums)
+    profile = builder.from_memory(memory, infos, needs)
     store.save(profile)
     return profile
 

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Synthetic guest-physical memory for unit tests: RAM, x86-64 page tables, a kernel.
 
 The real guest is exercised by the functional tests; these images let unit tests build
@@ -70,7 +82,7 @@ class FakeGuest:
         return table + ((vaddr >> shift) & 0x1ff) * 8
 
     def vaddr_to_paddr(self, vaddr):
-        for v, p, n in self._virt:
+        for v, p, n in reversed(self._virt):
             if v <= vaddr < v + n:
                 return p + vaddr - v
         raise KeyError(hex(vaddr))

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Tests for vmi_agent.engine.linux.kallsyms.
 
 :class:`KallsymsEncoder` is a small test-only re-implementation of what
@@ -11,7 +23,6 @@ import glob
 import os
 import random
 import struct
-import time
 from collections import Counter
 
 import pytest
@@ -325,14 +336,13 @@ class TestImages:
         assert found == [(a if t == 'A' else a + slide, t, n) for a, t, n in enc.symbols]
 
 
+@pytest.mark.timeout(60)
 class TestHostile:
-    """Corrupt tables must raise KallsymsError, quickly."""
+    """Corrupt tables must raise KallsymsError (a hang fails through the timeout)."""
 
     def _assert_rejected(self, image, match=None):
-        start = time.perf_counter()
         with pytest.raises(KallsymsError, match=match):
             read_kallsyms(image)
-        assert time.perf_counter() - start < 2
 
     def test_error_is_a_profile_error(self):
         assert issubclass(KallsymsError, ProfileError)
@@ -446,7 +456,7 @@ def symbol_sets(draw):
     return symbols
 
 
-FUZZ = settings(max_examples=60, deadline=3000,
+FUZZ = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -460,7 +470,6 @@ def test_property_round_trip(symbols, layout, prefix):
 
 
 def _check_result_or_error(image):
-    start = time.perf_counter()
     try:
         symbols = find_kallsyms(image)
     except KallsymsError:
@@ -470,7 +479,6 @@ def _check_result_or_error(image):
         assert addresses == sorted(addresses)
         assert all(t.isalpha() or t == '?' for _, t, _ in symbols)
         assert all(0 < len(n) < kallsyms.KSYM_NAME_LEN for _, _, n in symbols)
-    assert time.perf_counter() - start < 2
 
 
 @pytest.fixture(scope='module')
@@ -520,9 +528,7 @@ def test_real_kernel():
             pytest.skip(str(exc))
         raise
     image, base = elf.loaded_image()
-    start = time.perf_counter()
     tables = read_kallsyms(image, base)
-    elapsed = time.perf_counter() - start
     names = {name: addr for addr, _, name in tables.symbols}
     for name in ['_text', '_stext', 'init_task', 'init_top_pgt', 'linux_banner',
                  '__start_BTF', '__stop_BTF', 'page_offset_base', 'sys_call_table',
@@ -532,4 +538,3 @@ def test_real_kernel():
     assert names['__start_BTF'] == elf.sections['.BTF'].addr
     assert elf.read(names['linux_banner'], 14) == b'Linux version '
     assert len(elf.build_id) == 40
-    assert elapsed < 2

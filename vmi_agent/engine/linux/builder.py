@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Making a :class:`Profile` for a kernel build nobody has profiled yet.
 
 Two sources, one result:
@@ -55,8 +67,11 @@ def read_symbol_file(system_map=None, kallsyms_file=None):
     return None
 
 
-def from_image(path, structs=(), enums=(), system_map=None, kallsyms_file=None):
-    """A profile from a vmlinuz/vmlinux file (plus optional symbol files)."""
+def from_image(path, needs=((), (), ()), system_map=None, kallsyms_file=None):
+    """A profile from a vmlinuz/vmlinux file (plus optional symbol files).
+
+    ``needs`` is ``(structs, enums, symbols)`` to resolve ahead (see ``precompute``).
+    """
     try:
         with open(path, 'rb') as f:
             data = f.read()
@@ -75,15 +90,15 @@ def from_image(path, structs=(), enums=(), system_map=None, kallsyms_file=None):
     banner = _cstring(image.read(symbols.address('linux_banner'), BANNER_MAX))
     profile = Profile(_release(banner), banner, image.build_id, symbols, {}, {},
                       btf_bytes=bytes(btf))
-    profile.precompute(structs, enums)
+    profile.precompute(*needs)
     return profile
 
 
-def from_memory(memory, vmcoreinfos, structs=(), enums=()):
+def from_memory(memory, vmcoreinfos, needs=((), (), ())):
     """A profile from guest memory alone (see the module docstring)."""
     for phys_text, runtime, info in _images_in_memory(memory, vmcoreinfos):
         try:
-            return _profile_at(memory, phys_text, runtime, info, structs, enums)
+            return _profile_at(memory, phys_text, runtime, info, needs)
         except (ProfileError, MemoryAccessError, TranslationError):
             continue
     raise ProfileError('no Linux kernel found in this memory image (no VMCOREINFO, no '
@@ -139,7 +154,7 @@ def _kallsyms_near(memory, phys_guess, windows):
             yield phys_text, symbols
 
 
-def _profile_at(memory, phys_text, symbols, info, structs, enums):
+def _profile_at(memory, phys_text, symbols, info, needs):
     text = symbols.address('_text')
 
     def read(vaddr, size):
@@ -159,7 +174,7 @@ def _profile_at(memory, phys_text, symbols, info, structs, enums):
     build_id = info.build_id if info is not None else None
     profile = Profile(_release(banner), banner, build_id, symbols.shift(-shift), {}, {},
                       btf_bytes=bytes(btf))
-    profile.precompute(structs, enums)
+    profile.precompute(*needs)
     return profile
 
 

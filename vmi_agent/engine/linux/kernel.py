@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """An attached Linux kernel: a profile placed in one guest's memory.
 
 This is what probes receive.  It reads guest virtual memory through the kernel's page
@@ -41,7 +53,7 @@ class LinuxKernel:
     # -- symbols and types --------------------------------------------------------------
     def symbol(self, name):
         """Runtime address of a kernel symbol."""
-        return self.profile.symbols.address(name) + self.location.shift
+        return self.profile.address(name) + self.location.shift
 
     def symbol_at(self, vaddr):
         """``(name, offset)`` of the kernel symbol at or below a runtime address."""
@@ -112,4 +124,3 @@ class LinuxKernel:
 
 
 _NEXT_PREV = struct.Struct('<QQ')
-

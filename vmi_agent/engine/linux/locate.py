@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Where a known kernel build sits in one guest's memory (KASLR, both halves).
 
 x86-64 KASLR moves the kernel twice, independently: its physical load address and its
@@ -54,10 +66,9 @@ def locate(memory, profile, vmcoreinfos=()):
     ``vmcoreinfos`` is consumed only when the cheap search fails, so callers may pass a
     lazy scan.
     """
-    syms = profile.symbols
-    text = syms.address('_text')
-    banner_off = syms.address('linux_banner') - text
-    pgt_off = syms.address('init_top_pgt') - text
+    text = profile.address('_text')
+    banner_off = profile.address('linux_banner') - text
+    pgt_off = profile.address('init_top_pgt') - text
     banner = profile.banner.encode('latin-1')[:BANNER_PROBE]
     infos = (i for i in vmcoreinfos if i.release == profile.release)
 
@@ -68,7 +79,7 @@ def locate(memory, profile, vmcoreinfos=()):
             shift = _virtual_shift(space, text, phys_text, banner_off)
             if shift is None:
                 continue
-            pob = _page_offset_base(memory, space, syms, text, phys_text, levels)
+            pob = _page_offset_base(memory, space, profile, text, phys_text, levels)
             return KernelLocation(phys_text, shift, dtb, levels, pob, text)
     raise ProfileError('kernel %s is not in this memory image (banner not found, or '
                        'its page tables do not map it)' % profile.release)
@@ -117,9 +128,9 @@ def _virtual_shift(space, text, phys_text, banner_off):
     return None
 
 
-def _page_offset_base(memory, space, syms, text, phys_text, levels):
+def _page_offset_base(memory, space, profile, text, phys_text, levels):
     """The direct map's base: ``page_offset_base`` when KASLR moves it, else the default."""
-    link = syms.get('page_offset_base')
+    link = profile.get_address('page_offset_base')
     if link is not None:
         try:
             value = int.from_bytes(memory.read(phys_text + link - text, 8), 'little')

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """A Linux kernel build's profile: its identity, symbols and struct layouts.
 
 A profile is everything the probes need to know about one kernel *build*; it does not
@@ -22,19 +34,27 @@ from vmi_agent.engine.linux.layout import Layout
 from vmi_agent.engine.linux.symbols import SymbolTable
 
 FORMAT = 1
+#: Symbols every attach needs (see ``locate``), resolved ahead like the probes' own.
+CORE_SYMBOLS = ('_text', 'linux_banner', 'init_top_pgt', 'page_offset_base')
 
 
 class Profile:
-    """Identity, symbols and layouts of one kernel build."""
+    """Identity, symbols and layouts of one kernel build.
+
+    ``symbols`` may be a :class:`SymbolTable` or a callable that loads one: a cached
+    profile answers the symbols it resolved ahead (``addresses``) without loading the
+    whole table, which is what makes a cached attach cheap.
+    """
 
     def __init__(self, release, banner, build_id, symbols, layouts, enums,
-                 btf_bytes=None, btf=None):
+                 btf_bytes=None, btf=None, addresses=None):
         self.release = release
         self.banner = banner
         self.build_id = build_id
-        self.symbols = symbols
+        self._symbols = symbols
         self._layouts = dict(layouts)
         self._enums = dict(enums)
+        self._addresses = dict(addresses or {})
         self._btf_bytes = btf_bytes
         self._btf = btf
         self._structs = {}
@@ -45,6 +65,29 @@ class Profile:
         if self.build_id:
             return self.build_id
         return 'banner-' + hashlib.sha256(self.banner.encode()).hexdigest()[:32]
+
+    # -- symbols ------------------------------------------------------------------------
+    @property
+    def symbols(self):
+        """The whole :class:`SymbolTable` (loaded on first use for a cached profile)."""
+        if callable(self._symbols):
+            self._symbols = self._symbols()
+        return self._symbols
+
+    def address(self, name):
+        """Link-time address of ``name``; ProfileError (SymbolNotFoundError) if none."""
+        value = self._addresses.get(name, _UNKNOWN)
+        if value is _UNKNOWN:
+            value = self._addresses[name] = self.symbols.get(name)
+        if value is None:
+            self.symbols.address(name)      # raises the table's own error
+        return value
+
+    def get_address(self, name, default=None):
+        try:
+            return self.address(name)
+        except ProfileError:
+            return default
 
     # -- types --------------------------------------------------------------------------
     @property
@@ -74,8 +117,10 @@ class Profile:
             values = self._enums[name] = dict(self.btf.enum(name))
         return values
 
-    def precompute(self, structs=(), enums=()):
-        """Resolve these types now, so that they are in the cache file."""
+    def precompute(self, structs=(), enums=(), symbols=()):
+        """Resolve these types and symbols now, so that they are in the cache file."""
+        for name in CORE_SYMBOLS + tuple(symbols):
+            self.get_address(name)
         for name in structs:
             layout = self.struct(name)
             for member in layout.members.values():
@@ -92,7 +137,7 @@ class Profile:
     def meta(self):
         return {'format': FORMAT, 'release': self.release, 'banner': self.banner,
                 'build_id': self.build_id, 'layouts': self._layouts,
-                'enums': self._enums}
+                'enums': self._enums, 'addresses': self._addresses}
 
 
 class ProfileStore:
@@ -118,17 +163,21 @@ class ProfileStore:
         try:
             with open(os.path.join(d, 'profile.json'), 'rb') as f:
                 meta = json.load(f)
-            with open(os.path.join(d, 'symbols.bin'), 'rb') as f:
-                symbols = SymbolTable.from_bytes(f.read())
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
             raise ProfileError('cached profile %s is unreadable: %s' % (d, exc)) from exc
-        if meta.get('format') != FORMAT:
+        if not isinstance(meta, dict) or meta.get('format') != FORMAT:
             return None
-        btf_path = os.path.join(d, 'btf')
-        return Profile(meta['release'], meta['banner'], meta['build_id'], symbols,
-                       meta['layouts'], meta['enums'], btf_bytes=_LazyFile(btf_path))
+        symbols = _LazyFile(os.path.join(d, 'symbols.bin'))
+        try:
+            return Profile(meta['release'], meta['banner'], meta['build_id'],
+                           lambda: SymbolTable.from_bytes(bytes(symbols)),
+                           meta['layouts'], meta['enums'],
+                           btf_bytes=_LazyFile(os.path.join(d, 'btf')),
+                           addresses=meta['addresses'])
+        except (KeyError, TypeError) as exc:
+            raise ProfileError('cached profile %s is incomplete: %s' % (d, exc)) from exc
 
     def save(self, profile):
         """Write ``profile`` atomically (a concurrent reader sees all of it or none)."""
@@ -172,8 +221,11 @@ class ProfileStore:
         return path if os.path.isfile(path) else None
 
 
+_UNKNOWN = object()
+
+
 class _LazyFile:
-    """Bytes of a file, read on first use (most runs never need the raw BTF)."""
+    """Bytes of a file, read on first use (most runs need neither BTF nor all symbols)."""
 
     def __init__(self, path):
         self.path = path

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Probes: the questions the engine answers, loaded as stevedore plugins.
 
 Each probe is a :class:`~vmi_agent.engine.probes.base.Probe` registered in the
@@ -33,13 +45,14 @@ def get(name):
     return _registry()[name]
 
 
-def required_types():
-    """``(structs, enums)`` every installed probe declares: what a profile caches."""
-    structs, enums = set(), set()
+def requirements():
+    """``(structs, enums, symbols)`` the installed probes declare: what a profile caches."""
+    structs, enums, symbols = set(), set(), set()
     for plugin in _registry().values():
         structs.update(plugin.structs)
         enums.update(plugin.enums)
-    return sorted(structs), sorted(enums)
+        symbols.update(plugin.symbols)
+    return sorted(structs), sorted(enums), sorted(symbols)
 
 
 def run_probe(kernel, name):
@@ -64,5 +77,5 @@ def run_probes(kernel, names):
     return results, timings
 
 
-__all__ = ['Finding', 'Probe', 'ProbeResult', 'available', 'get', 'required_types',
+__all__ = ['Finding', 'Probe', 'ProbeResult', 'available', 'get', 'requirements',
            'run_probe', 'run_probes', 'NAMESPACE']

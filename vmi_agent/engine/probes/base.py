@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """What a probe is, and what it returns.
 
 A probe answers one question about an attached kernel.  Like a Volatility plugin it
@@ -42,13 +54,15 @@ class ProbeResult:
 class Probe:
     """Base class of the probes (stevedore namespace ``vmi_agent.probes``).
 
-    Subclasses set ``name`` and the types they read (``structs``, ``enums``), so that a
-    profile built for a kernel caches exactly those, and implement :meth:`run`.
+    Subclasses set ``name`` and the types and symbols they read (``structs``,
+    ``enums``, ``symbols``), so that a profile built for a kernel caches exactly those,
+    and implement :meth:`run`.
     """
 
     name = None
     structs = ()
     enums = ()
+    symbols = ()
 
     def run(self, kernel):
         """Return a :class:`ProbeResult` for ``kernel`` (a ``LinuxKernel``)."""

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """``pslist``: the processes on the kernel's task list.
 
 The walk follows ``init_task.tasks``, the list ``for_each_process`` uses, so it lists
@@ -52,6 +64,7 @@ def task_list(kernel, fields):
 class PsList(Probe):
     name = 'pslist'
     structs = ('task_struct', 'cred', 'list_head')
+    symbols = ('init_task',)
 
     def run(self, kernel):
         fields = TaskFields(kernel)
