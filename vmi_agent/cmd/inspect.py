@@ -104,7 +104,7 @@ def _table(records):
     rows = [[str(r.get(c, '')) for c in cols] for r in records]
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
     fmt = '   ' + '  '.join('%%-%ds' % w for w in widths)
-    return [fmt % tuple(cols)] + [fmt % tuple(row) for row in rows]
+    return [(fmt % tuple(row)).rstrip() for row in [cols] + rows]
 
 
 def main(argv=None):

@@ -106,25 +106,21 @@ class AddressSpace:
         """Return ``size`` bytes at ``vaddr``, following pages wherever they are."""
         if size > MAX_READ or size < 0:
             raise TranslationError(vaddr, 'refusing a read of %d bytes' % size)
-        if self._dm_start <= vaddr and vaddr + size <= self._dm_end:
-            return self._read_phys(vaddr, vaddr - self._dm_start, size)
-        first = PAGE_SIZE - (vaddr & PAGE_MASK)
-        if size <= first:
-            return self._read_phys(vaddr, self.translate(vaddr), size)
-        parts = []
-        while size > 0:
-            chunk = min(size, PAGE_SIZE - (vaddr & PAGE_MASK))
-            parts.append(self._read_phys(vaddr, self.translate(vaddr), chunk))
-            vaddr += chunk
-            size -= chunk
-        return b''.join(parts)
-
-    def _read_phys(self, vaddr, paddr, size):
         try:
-            return self.memory.read(paddr, size)
-        except MemoryAccessError:
+            if self._dm_start <= vaddr and vaddr + size <= self._dm_end:
+                return self.memory.read(vaddr - self._dm_start, size)
+            if size <= PAGE_SIZE - (vaddr & PAGE_MASK):
+                return self.memory.read(self.translate(vaddr), size)
+            parts = []
+            while size > 0:
+                chunk = min(size, PAGE_SIZE - (vaddr & PAGE_MASK))
+                parts.append(self.memory.read(self.translate(vaddr), chunk))
+                vaddr += chunk
+                size -= chunk
+            return b''.join(parts)
+        except MemoryAccessError as exc:
             raise TranslationError(vaddr, 'maps to 0x%x, outside guest RAM'
-                                   % paddr) from None
+                                   % exc.paddr) from None
 
     def is_mapped(self, vaddr):
         try:

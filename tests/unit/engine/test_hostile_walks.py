@@ -76,7 +76,7 @@ def test_self_loop_with_consistent_back_links_is_caught_as_a_cycle(fake, tmp_pat
 
 def test_pointer_outside_ram(fake, tmp_path):
     """A page the guest maps to a physical address it does not have."""
-    fake.g.map(0xffffc90000001000, 0x7000000000)
+    fake.g.map(0xffffc90000000000, 0x7000000000, size=2 * 4096)
     fake.g.vu64(fake.sh + 0x10, 0xffffc90000001000)
     error = run(fake, tmp_path, 'pslist')['pslist'].error
     assert 'TranslationError' in error and 'outside guest RAM' in error

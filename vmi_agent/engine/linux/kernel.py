@@ -104,7 +104,20 @@ class LinuxKernel:
         ``limit``, loops back anywhere but its head, or a link's ``prev`` does not point
         back (a torn or forged list); TranslationError for a wild pointer.
         """
+        for entry, _ in self.walk_list_read(head, offset, offset, 16, limit):
+            yield entry
+
+    def walk_list_read(self, head, offset, start, size, limit=MAX_LIST):
+        """Like :meth:`walk_list`, yielding ``(entry, bytes)`` for each entry.
+
+        ``bytes`` are ``size`` bytes at ``entry + start``, read in the same slice as
+        the links, which must lie inside them: one read per entry.
+        """
+        link = offset - start
+        if link < 0 or link + 16 > size:
+            raise ValueError('the list member must lie inside the bytes read')
         read = self.space.read
+        unpack = _NEXT_PREV.unpack_from
         seen = set()
         prev = head
         node = _U64.unpack(read(head, 8))[0]
@@ -115,11 +128,13 @@ class LinuxKernel:
                 raise GuestDataError('list at 0x%x is longer than %d entries'
                                      % (head, limit))
             seen.add(node)
-            nxt, back = _NEXT_PREV.unpack(read(node, 16))
+            entry = node - offset
+            data = read(entry + start, size)
+            nxt, back = unpack(data, link)
             if back != prev:
                 raise GuestDataError('list at 0x%x is broken at 0x%x (prev 0x%x, '
                                      'expected 0x%x)' % (head, node, back, prev))
-            yield node - offset
+            yield entry, data
             prev, node = node, nxt
 
 

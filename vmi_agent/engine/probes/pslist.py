@@ -19,46 +19,58 @@ in one slice, then resolve parents and credentials from what was already read.
 
 import struct
 
+from vmi_agent.engine.errors import ProfileError
 from vmi_agent.engine.probes.base import Probe, ProbeResult
 
 #: include/linux/sched.h: "I am a kernel thread" (unchanged since 2.6.27).
 PF_KTHREAD = 0x00200000
-_INT = struct.Struct('<i')
-_UINT = struct.Struct('<I')
-_PTR = struct.Struct('<Q')
 
 
 class TaskFields:
-    """Offsets of the task_struct fields the process probes read, in one span."""
+    """The task_struct fields the process probes read, as one span and one unpack.
 
-    NAMES = ('pid', 'tgid', 'flags', 'real_parent', 'cred', 'mm', 'comm')
+    ``tasks`` (the list links) is inside the span, so walking the list and reading a
+    task's fields is one read and one ``unpack_from`` per task.
+    """
+
+    #: field -> struct format; read in one go from the lowest offset to the highest.
+    FIELDS = (('pid', 'i'), ('tgid', 'i'), ('flags', 'I'), ('real_parent', 'Q'),
+              ('cred', 'Q'), ('mm', 'Q'), ('comm', '16s'))
 
     def __init__(self, kernel):
         task = kernel.struct('task_struct')
         self.tasks = task.offset('tasks')
-        offs = {n: task.offset(n) for n in self.NAMES}
-        self.start = min(offs.values())
-        self.span = max(offs.values()) + 16 - self.start
-        for name, off in offs.items():
-            setattr(self, name, off - self.start)
+        placed = sorted((task.offset(name), i, fmt)
+                        for i, (name, fmt) in enumerate(self.FIELDS))
+        self.start = min(placed[0][0], self.tasks)
+        end = max(placed[-1][0] + struct.calcsize(placed[-1][2]), self.tasks + 16)
+        self.span = end - self.start
+        fmt, pos = '<', self.start
+        for off, _, code in placed:
+            if off < pos:
+                raise ProfileError('task_struct fields overlap at offset %d' % off)
+            fmt += '%dx%s' % (off - pos, code) if off > pos else code
+            pos = off + struct.calcsize(code)
+        self._unpack = struct.Struct(fmt).unpack_from
+        # unpack_from returns fields in offset order; put them back in FIELDS order.
+        self._order = [rank for rank, _ in sorted(enumerate(i for _, i, _ in placed),
+                                                  key=lambda pair: pair[1])]
+        self.tgid_offset = task.offset('tgid')
         self.uid = kernel.struct('cred').offset('uid')
 
-    def read(self, kernel, task):
-        """``(pid, tgid, flags, real_parent, cred, mm, comm)`` of the task at ``task``."""
-        data = kernel.read(task + self.start, self.span)
-        comm = data[self.comm:self.comm + 16].split(b'\0', 1)[0]
-        return (_INT.unpack_from(data, self.pid)[0], _INT.unpack_from(data, self.tgid)[0],
-                _UINT.unpack_from(data, self.flags)[0],
-                _PTR.unpack_from(data, self.real_parent)[0],
-                _PTR.unpack_from(data, self.cred)[0], _PTR.unpack_from(data, self.mm)[0],
-                comm.decode('utf-8', 'replace'))
+    def parse(self, data):
+        """``(pid, tgid, flags, real_parent, cred, mm, comm)`` from a task's span."""
+        values = self._unpack(data)
+        pid, tgid, flags, parent, cred, mm, comm = (values[i] for i in self._order)
+        return (pid, tgid, flags, parent, cred, mm,
+                comm.split(b'\0', 1)[0].decode('utf-8', 'replace'))
 
 
 def task_list(kernel, fields):
-    """Yield ``(address, fields)`` for each task on ``init_task.tasks``."""
+    """Yield ``(address, parsed fields)`` for each task on ``init_task.tasks``."""
     head = kernel.symbol('init_task') + fields.tasks
-    for task in kernel.walk_list(head, fields.tasks):
-        yield task, fields.read(kernel, task)
+    for task, data in kernel.walk_list_read(head, fields.tasks, fields.start, fields.span):
+        yield task, fields.parse(data)
 
 
 class PsList(Probe):
@@ -88,4 +100,4 @@ def _parent_tgid(kernel, fields, parent):
     """tgid of a parent that is not on the task list (init_task, or a hidden task)."""
     if parent == kernel.symbol('init_task'):
         return 0
-    return kernel.i32(parent + fields.start + fields.tgid)
+    return kernel.i32(parent + fields.tgid_offset)
