@@ -56,12 +56,21 @@ class AddressSpace:
         self.levels = levels
         self._cache = {}
         self._dm_start = self._dm_end = 0
+        # The direct map's view of the lowest RAM run: [lo, hi) reads straight from the
+        # mapping at vaddr - base (see read()).
+        self._map = self._view = None
+        self._fast_lo = self._fast_hi = self._fast_base = 0
 
     def set_direct_map(self, page_offset_base):
         """Declare where the kernel's direct map of all physical memory starts."""
         top = max(end for _, end in self.memory.ranges())
         self._dm_start = page_offset_base
         self._dm_end = page_offset_base + top
+        self._map, start, length, offset = self.memory.first_run()
+        self._view = memoryview(self._map)
+        self._fast_lo = page_offset_base + start
+        self._fast_hi = self._fast_lo + length
+        self._fast_base = self._fast_lo - offset
 
     def flush(self):
         """Forget cached translations (the guest may have changed its page tables)."""
@@ -104,6 +113,10 @@ class AddressSpace:
 
     def read(self, vaddr, size):
         """Return ``size`` bytes at ``vaddr``, following pages wherever they are."""
+        if self._fast_lo <= vaddr and vaddr + size <= self._fast_hi and size >= 0:
+            # Slab objects (tasks, creds) in low RAM: plain arithmetic, one slice.
+            off = vaddr - self._fast_base
+            return self._map[off:off + size]
         if size > MAX_READ or size < 0:
             raise TranslationError(vaddr, 'refusing a read of %d bytes' % size)
         try:
@@ -121,6 +134,17 @@ class AddressSpace:
         except MemoryAccessError as exc:
             raise TranslationError(vaddr, 'maps to 0x%x, outside guest RAM'
                                    % exc.paddr) from None
+
+    def view(self, vaddr, size):
+        """Like :meth:`read`, but zero-copy where it can be: for hot loops.
+
+        A view of low RAM through the direct map is a window on live guest memory,
+        not a snapshot: unpack what you need from it at once and drop it.
+        """
+        if self._fast_lo <= vaddr and vaddr + size <= self._fast_hi and size >= 0:
+            off = vaddr - self._fast_base
+            return self._view[off:off + size]
+        return self.read(vaddr, size)
 
     def is_mapped(self, vaddr):
         try:

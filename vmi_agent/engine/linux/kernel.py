@@ -41,6 +41,14 @@ class LinuxKernel:
         self.location = location
         self.space = AddressSpace(memory, location.dtb, location.levels)
         self.space.set_direct_map(location.page_offset_base)
+        self._memo = {}
+
+    def memo(self, make):
+        """``make(self)``, computed once per kernel: for probes' precomputed offsets."""
+        value = self._memo.get(make)
+        if value is None:
+            value = self._memo[make] = make(self)
+        return value
 
     @property
     def release(self):
@@ -71,10 +79,10 @@ class LinuxKernel:
         return self.space.read(vaddr, size)
 
     def u64(self, vaddr):
-        return _U64.unpack(self.space.read(vaddr, 8))[0]
+        return _U64.unpack_from(self.space.view(vaddr, 8))[0]
 
     def u32(self, vaddr):
-        return _U32.unpack(self.space.read(vaddr, 4))[0]
+        return _U32.unpack_from(self.space.view(vaddr, 4))[0]
 
     def i32(self, vaddr):
         return _I32.unpack(self.space.read(vaddr, 4))[0]
@@ -111,16 +119,17 @@ class LinuxKernel:
         """Like :meth:`walk_list`, yielding ``(entry, bytes)`` for each entry.
 
         ``bytes`` are ``size`` bytes at ``entry + start``, read in the same slice as
-        the links, which must lie inside them: one read per entry.
+        the links, which must lie inside them: one read per entry.  They may be a
+        zero-copy view of live memory (see ``AddressSpace.view``): parse, then drop.
         """
         link = offset - start
         if link < 0 or link + 16 > size:
             raise ValueError('the list member must lie inside the bytes read')
-        read = self.space.read
+        read = self.space.view
         unpack = _NEXT_PREV.unpack_from
         seen = set()
         prev = head
-        node = _U64.unpack(read(head, 8))[0]
+        node = _U64.unpack(self.space.read(head, 8))[0]
         while node != head:
             if node in seen:
                 raise GuestDataError('list at 0x%x loops back to 0x%x' % (head, node))

@@ -69,6 +69,15 @@ class PhysicalMemory:
                 return self._map[offset:offset + size]
         raise MemoryAccessError(paddr, size)
 
+    def first_run(self):
+        """``(mapping, guest_start, length, file_offset)`` of the lowest run.
+
+        For hot loops that read many small objects: the caller checks bounds and slices
+        the mapping itself, saving two calls per read.
+        """
+        start, length, offset = self._first
+        return self._map, start, length, offset
+
     def view(self, paddr, size):
         """A zero-copy memoryview of ``size`` bytes at ``paddr`` (for big scans)."""
         i = bisect.bisect_right(self._starts, paddr) - 1

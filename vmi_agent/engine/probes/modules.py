@@ -70,7 +70,7 @@ class Modules(Probe):
     symbols = ('modules',)
 
     def run(self, kernel):
-        fields = ModuleFields(kernel)
+        fields = kernel.memo(ModuleFields)
         records = []
         for _, (name, size, state) in module_list(kernel, fields):
             records.append({'name': name, 'size': size, 'state': state})

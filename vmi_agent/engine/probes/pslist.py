@@ -17,6 +17,7 @@ thread-group leaders as ``ps`` does.  It is one screen on purpose: read each tas
 in one slice, then resolve parents and credentials from what was already read.
 """
 
+import operator
 import struct
 
 from vmi_agent.engine.errors import ProfileError
@@ -24,6 +25,7 @@ from vmi_agent.engine.probes.base import Probe, ProbeResult
 
 #: include/linux/sched.h: "I am a kernel thread" (unchanged since 2.6.27).
 PF_KTHREAD = 0x00200000
+_UINT = struct.Struct('<I')
 
 
 class TaskFields:
@@ -53,17 +55,16 @@ class TaskFields:
             pos = off + struct.calcsize(code)
         self._unpack = struct.Struct(fmt).unpack_from
         # unpack_from returns fields in offset order; put them back in FIELDS order.
-        self._order = [rank for rank, _ in sorted(enumerate(i for _, i, _ in placed),
-                                                  key=lambda pair: pair[1])]
+        ranks = {i: rank for rank, (_, i, _) in enumerate(placed)}
+        self._reorder = operator.itemgetter(*(ranks[i] for i in range(len(self.FIELDS))))
         self.tgid_offset = task.offset('tgid')
         self.uid = kernel.struct('cred').offset('uid')
 
     def parse(self, data):
         """``(pid, tgid, flags, real_parent, cred, mm, comm)`` from a task's span."""
-        values = self._unpack(data)
-        pid, tgid, flags, parent, cred, mm, comm = (values[i] for i in self._order)
+        pid, tgid, flags, parent, cred, mm, comm = self._reorder(self._unpack(data))
         return (pid, tgid, flags, parent, cred, mm,
-                comm.split(b'\0', 1)[0].decode('utf-8', 'replace'))
+                comm.partition(b'\0')[0].decode('utf-8', 'replace'))
 
 
 def task_list(kernel, fields):
@@ -79,18 +80,18 @@ class PsList(Probe):
     symbols = ('init_task',)
 
     def run(self, kernel):
-        fields = TaskFields(kernel)
+        fields = kernel.memo(TaskFields)
         tasks = list(task_list(kernel, fields))
         tgid_of = {addr: f[1] for addr, f in tasks}
-        uids = {}
+        view, uid_at, uids = kernel.space.view, fields.uid, {}
         records = []
-        for addr, (pid, tgid, flags, parent, cred, _mm, comm) in tasks:
+        for _, (pid, tgid, flags, parent, cred, _mm, comm) in tasks:
             ppid = tgid_of.get(parent)
             if ppid is None:
                 ppid = _parent_tgid(kernel, fields, parent)
             uid = uids.get(cred)
             if uid is None:
-                uid = uids[cred] = kernel.u32(cred + fields.uid)
+                uid = uids[cred] = _UINT.unpack_from(view(cred + uid_at, 4))[0]
             records.append({'pid': pid, 'tgid': tgid, 'ppid': ppid, 'uid': uid,
                             'comm': comm, 'kernel_thread': bool(flags & PF_KTHREAD)})
         return ProbeResult(records=records)
