@@ -159,3 +159,29 @@ def test_vmi_inspect_table_is_readable(guest, profile_dir):
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith('kernel %s' % guest.release)
     assert 'kthreadd' in out.stdout and 'comm' in out.stdout
+
+
+def test_first_contact_without_vmcoreinfo(guest):
+    """A kernel without crash support has no VMCOREINFO: the banner route finds it."""
+    from vmi_agent.engine.linux import builder
+    with open_memory(guest.ram_path) as memory:
+        profile = builder.from_memory(memory, [], probes.requirements())
+    assert profile.release == guest.release
+    assert profile.address('init_task') and profile.struct('task_struct').has('comm')
+
+
+def test_an_operators_system_map_is_used(guest, profile_dir, tmp_path):
+    """Symbols from a System.map (here written from the kernel's own kallsyms)."""
+    from vmi_agent.engine.linux import builder
+    reference = builder.from_image(str(guest.vmlinuz))
+    system_map = tmp_path / 'System.map'
+    system_map.write_text(''.join('%016x %s %s\n' % entry for entry in reference.symbols))
+    out = subprocess.run(
+        [sys.executable, '-m', 'vmi_agent.cmd.inspect', '--memory', str(guest.ram_path),
+         '--vmlinux', str(guest.vmlinuz), '--system-map', str(system_map),
+         '--profile-dir', str(tmp_path / 'p'), '-f', 'json', 'pslist'],
+        capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    procs = {r['pid']: r['comm'] for r in json.loads(out.stdout)['probes']['pslist']['records']
+             if not r['kernel_thread']}
+    assert procs == guest.user_processes()

@@ -22,7 +22,9 @@ The order is what makes a second attach fast:
    and the profile is saved for the next attach.
 """
 
+import functools
 import hashlib
+import os
 
 from vmi_agent.engine import probes
 from vmi_agent.engine.linux import builder, vmcoreinfo
@@ -32,15 +34,24 @@ from vmi_agent.engine.linux.profile import ProfileStore, default_store_path
 
 
 class _LazyScan:
-    """VMCOREINFO candidates, scanned for on first use and remembered."""
+    """VMCOREINFO candidates, scanned for on first use and remembered.
+
+    Where it was found in a memory file is remembered for the process's next attach to
+    the same file (``_HINTS``); a stale hint costs one read.
+    """
 
     def __init__(self, memory):
-        self._iter = vmcoreinfo.find(memory)
+        self._path = getattr(memory, 'path', None)
+        self._iter = vmcoreinfo.find(memory, _HINTS.get(self._path))
         self._seen = []
 
     def __iter__(self):
         yield from self._seen
         for info in self._iter:
+            if not self._seen and info.paddr is not None:
+                if len(_HINTS) >= 4096:       # one per guest file; bound it anyway
+                    _HINTS.clear()
+                _HINTS[self._path] = info.paddr
             self._seen.append(info)
             yield info
 
@@ -48,7 +59,17 @@ class _LazyScan:
         return next(iter(self), None)
 
 
+_HINTS = {}
+
+
 def _digest(path):
+    """SHA-256 of a kernel image, remembered while the file is unchanged."""
+    st = os.stat(path)
+    return _digest_of(os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest_of(path, size, mtime_ns, inode):
     h = hashlib.sha256()
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(1 << 20), b''):

@@ -17,8 +17,8 @@ virtual address.  Given a :class:`Profile` (link-time symbols and the banner), t
 module finds both, then the page-table root and the (also randomised) direct map:
 
 1. physical: the kernel image is contiguous, so ``linux_banner`` sits at a fixed distance
-   from ``_text``.  VMCOREINFO gives the answer directly; otherwise try every
-   ``CONFIG_PHYSICAL_ALIGN`` (2 MiB) slot, then a full scan for the banner text;
+   from ``_text``: try every ``CONFIG_PHYSICAL_ALIGN`` (2 MiB) slot, then VMCOREINFO's
+   answer, then a full scan for the banner text;
 2. virtual: with ``init_top_pgt`` found physically, the page tables must map
    ``_text + shift`` to the physical ``_text``; every 2 MiB candidate shift in the
    kernel's 1 GiB window is tried (a few milliseconds).

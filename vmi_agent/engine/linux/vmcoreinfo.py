@@ -103,8 +103,19 @@ class VmcoreInfo:
         return self._dec('OFFSET(%s)' % name)
 
 
-def find(memory):
-    """Yield each plausible VMCOREINFO found in ``memory`` (an ELF note first)."""
+def find(memory, hint=None):
+    """Yield each plausible VMCOREINFO found in ``memory`` (an ELF note first).
+
+    ``hint`` is where a previous scan of the same guest found it: checked first, so a
+    re-attach skips the scan while the guest has not rebooted.
+    """
+    if hint is not None:
+        try:
+            info = VmcoreInfo.parse(memory.read(hint, MAX_BYTES), hint)
+        except MemoryAccessError:
+            info = None
+        if info is not None and info.kernel_offset is not None:
+            yield info
     note = getattr(memory, 'note', None)
     if note is not None:
         desc = note('VMCOREINFO')
