@@ -25,19 +25,20 @@ from tools.testbed.guest import Guest
 FLAVOUR_ENV = 'NOVA_VMI_FLAVOUR'
 
 
-def _flavour():
+def flavour():
+    """The kernel flavour the functional tests boot."""
     return os.environ.get(FLAVOUR_ENV, 'amd64')
 
 
 @pytest.fixture(scope='session')
 def guest():
     """One guest for the whole session: a test leaves it as it found it."""
-    with Guest(flavour=_flavour()) as booted:
+    with Guest(flavour=flavour()) as booted:
         yield booted
 
 
 @pytest.fixture(scope='module')
 def fresh_guest():
     """A guest of the test module's own, for tests that change a guest for good."""
-    with Guest(flavour=_flavour()) as booted:
+    with Guest(flavour=flavour()) as booted:
         yield booted
