@@ -55,10 +55,10 @@ def requirements():
     return sorted(structs), sorted(enums), sorted(symbols)
 
 
-def run_probe(kernel, name):
+def run_probe(kernel, name, context=None):
     """Run one probe; never raises for what the guest or the probe did wrong."""
     try:
-        return get(name)().run(kernel)
+        return get(name)(context).run(kernel)
     except VMIError as exc:
         return ProbeResult(error='%s: %s' % (type(exc).__name__, exc))
     except Exception as exc:  # a probe bug must not take the others down
@@ -66,13 +66,16 @@ def run_probe(kernel, name):
                            % (name, type(exc).__name__, exc))
 
 
-def run_probes(kernel, names):
-    """``({name: ProbeResult}, {name: seconds})`` for each probe, in order."""
+def run_probes(kernel, names, context=None):
+    """``({name: ProbeResult}, {name: seconds})`` for each probe, in order.
+
+    ``context`` is handed to every probe (see :class:`Probe`).
+    """
     kernel.flush()
     results, timings = {}, {}
     for name in names:
         start = time.perf_counter()
-        results[name] = run_probe(kernel, name)
+        results[name] = run_probe(kernel, name, context)
         timings[name] = time.perf_counter() - start
     return results, timings
 

@@ -64,6 +64,12 @@ class Probe:
     enums = ()
     symbols = ()
 
+    def __init__(self, context=None):
+        #: What the caller tells every probe about this run: ``guest_id`` (which guest,
+        #: e.g. a Nova instance UUID or a memory file's path) and ``state_dir`` (where a
+        #: probe may keep state between runs, such as a baseline).  Both may be absent.
+        self.context = dict(context or {})
+
     def run(self, kernel):
         """Return a :class:`ProbeResult` for ``kernel`` (a ``LinuxKernel``)."""
         raise NotImplementedError
