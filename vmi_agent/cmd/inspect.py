@@ -59,6 +59,12 @@ def build_parser():
     p.add_argument('--profile-dir', metavar='DIR',
                    help='profile cache and operator-supplied kernel files '
                         '(default: $NOVA_VMI_PROFILES or ~/.cache/nova-vmi/profiles)')
+    p.add_argument('--state-dir', metavar='DIR',
+                   help='where probes keep state between runs, e.g. kernel_text '
+                        'baselines (default: $NOVA_VMI_STATE or ~/.cache/nova-vmi/state)')
+    p.add_argument('--guest-id', metavar='ID',
+                   help='which guest this is, for per-guest state such as baselines '
+                        '(default: the memory file\'s path)')
     p.add_argument('-f', '--output-format', dest='output', default='table',
                    choices=('json', 'table'), help='output format (default: table)')
     p.add_argument('probes', nargs='+', metavar='PROBE',
@@ -74,7 +80,9 @@ def inspect(args):
     with open_memory(args.memory, args.format, args.machine) as memory:
         kernel = attach(memory, vmlinux=args.vmlinux, system_map=args.system_map,
                         kallsyms_file=args.kallsyms, profile_dir=args.profile_dir)
-        results, _ = probes.run_probes(kernel, args.probes)
+        context = {'state_dir': args.state_dir,
+                   'guest_id': args.guest_id or os.path.realpath(args.memory)}
+        results, _ = probes.run_probes(kernel, args.probes, context)
         return {'profile': {'release': kernel.release,
                             'build_id': kernel.profile.build_id,
                             'kaslr_shift': '0x%x' % kernel.kaslr_shift},
