@@ -18,7 +18,9 @@ Boots the test-bed guest, then measures on its live RAM file:
 * attach time: first contact with the kernel (from its vmlinuz; from guest memory alone),
   then with the profile cached, in a new process and in-process;
 * ``vmi-inspect --memory DUMP --vmlinux VMLINUZ pslist`` as a whole process: wall time
-  and memory (peak RSS, and private memory, which excludes the mapped dump).
+  and memory (peak RSS, and private memory, which excludes the mapped dump);
+* the full probe set (every installed probe) at about 70 tasks: per probe and in total
+  (``kernel_text``'s first run, which takes its baseline, is reported apart).
 
 Prints one JSON document (and writes it to ``--output`` when given).  Run with
 ``tox -e bench`` or ``python -m tools.bench.engine``.
@@ -44,11 +46,12 @@ ANCHORS = {
     'volatility3_linux_pslist_end_to_end_s': 4.6, 'volatility3_peak_mib': 419,
     'libvmi_process_list_end_to_end_s': 1.0, 'libvmi_peak_mib': 531,
     'libvmi_walk_70_tasks_ms': 0.025,
+    'volatility3_linux_check_syscall_s': 12.6,
 }
 TARGETS = {
     'end_to_end_s': 0.2, 'end_to_end_private_mib': 100, 'walk_70_ms': 0.1,
     'walk_1000_ms': 2.0, 'attach_cached_new_process_ms': 100,
-    'attach_cached_in_process_ms': 20, 'first_contact_s': 10,
+    'attach_cached_in_process_ms': 20, 'first_contact_s': 10, 'probe_set_70_ms': 20,
 }
 
 #: Runs vmi-inspect's main() and reports the process's memory as it ends.
@@ -101,6 +104,27 @@ def walk_latency(kernel, walks):
     out = summary_ms(times)
     out['tasks'] = count
     return out
+
+
+def probe_set(kernel, runs, state_dir):
+    """Every installed probe, ``runs`` times: per-probe and total latency."""
+    names = probes.available()
+    context = {'state_dir': state_dir, 'guest_id': 'bench'}
+    first, first_timings = probes.run_probes(kernel, names, context)
+    per_probe = {name: [] for name in names}
+    totals = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        results, timings = probes.run_probes(kernel, names, context)
+        totals.append(time.perf_counter() - start)
+        for name, seconds in timings.items():
+            per_probe[name].append(seconds)
+    return {'probes': names, 'total': summary_ms(totals),
+            'per_probe_median_ms': {n: round(statistics.median(t) * 1000, 3)
+                                    for n, t in per_probe.items()},
+            'first_run_ms': {n: round(t * 1000, 1) for n, t in first_timings.items()},
+            'findings': sum(len(r.findings) for r in results.values()),
+            'errors': {n: r.error for n, r in results.items() if r.error}}
 
 
 def timed(fn):
@@ -181,6 +205,7 @@ def main(argv=None):
             have = len(guest.processes())
             guest.spawn('bench', max(0, 70 - have))
             report['pslist_70'] = walk_latency(kernel, args.walks)
+            report['probe_set_70'] = probe_set(kernel, 30, os.path.join(tmp, 'state'))
             guest.spawn('bench', max(0, 1000 - len(guest.processes())))
             report['pslist_1000'] = walk_latency(kernel, args.walks)
             guest.stop_spawned()
