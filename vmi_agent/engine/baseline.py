@@ -32,12 +32,11 @@ against its digest (:class:`BaselineError` otherwise).
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 import zlib
 
 from vmi_agent.engine.errors import VMIError
+from vmi_agent.engine.storage import LazyFile, read_file, replace_dir
 
 FORMAT = 1
 PAGE_SIZE = 4096
@@ -65,7 +64,8 @@ class PageImage:
 
     ``start`` is the region's address (any address space the caller likes: it is only
     stored) and ``size`` its length in bytes.  ``data`` is the compressed pages, or a
-    :class:`LazyFile` of them: most runs find nothing changed and never read it.
+    :class:`~vmi_agent.engine.storage.LazyFile` of them: most runs find nothing changed
+    and never read it.
     """
 
     def __init__(self, start, size, digests, blocks, data):
@@ -171,7 +171,8 @@ class BaselineStore:
             for region, info in meta['regions'].items():
                 _check_name(region)
                 digests = _read(os.path.join(d, region + '.digests'))
-                data = LazyFile(os.path.join(d, region + '.pages'))
+                data = LazyFile(os.path.join(d, region + '.pages'), BaselineError,
+                                MAX_REGION * 2)
                 images[region] = PageImage(info['start'], info['size'], digests,
                                            [tuple(b) for b in info['blocks']], data)
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
@@ -181,32 +182,16 @@ class BaselineStore:
     def save(self, guest_id, build_key, meta, images):
         """Store a baseline, replacing the previous one for this guest and build."""
         parent, name = self._dir(guest_id, build_key)
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix='.tmp-', dir=parent)
-        try:
-            regions = {}
-            for region, image in images.items():
-                _check_name(region)
-                with open(os.path.join(tmp, region + '.digests'), 'wb') as f:
-                    f.write(image.digests)
-                with open(os.path.join(tmp, region + '.pages'), 'wb') as f:
-                    f.write(bytes(image._data))
-                regions[region] = image.describe()
-            with open(os.path.join(tmp, 'meta.json'), 'w') as f:
-                json.dump({'format': FORMAT, 'guest_id': str(guest_id),
-                           'build_key': build_key, 'created': time.time(),
-                           'meta': meta, 'regions': regions}, f)
-            final = os.path.join(parent, name)
-            old = None
-            if os.path.isdir(final):
-                old = tempfile.mkdtemp(prefix='.old-', dir=parent)
-                os.rename(final, os.path.join(old, name))
-            os.rename(tmp, final)
-            if old:
-                shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        files, regions = {}, {}
+        for region, image in images.items():
+            _check_name(region)
+            files[region + '.digests'] = image.digests
+            files[region + '.pages'] = bytes(image._data)
+            regions[region] = image.describe()
+        files['meta.json'] = json.dumps(
+            {'format': FORMAT, 'guest_id': str(guest_id), 'build_key': build_key,
+             'created': time.time(), 'meta': meta, 'regions': regions}).encode()
+        replace_dir(parent, name, files)
 
 
 def _check_name(region):
@@ -214,34 +199,8 @@ def _check_name(region):
         raise BaselineError('bad region name %r' % (region,))
 
 
-class LazyFile:
-    """A file's bytes, read on first use; its length is known without reading it."""
-
-    def __init__(self, path):
-        self.path = path
-        self._data = None
-        try:
-            self._size = os.stat(path).st_size
-        except OSError as exc:
-            raise BaselineError('cannot read %s: %s' % (path, exc.strerror)) from None
-
-    def __len__(self):
-        return self._size
-
-    def __bytes__(self):
-        if self._data is None:
-            self._data = _read(self.path)
-            if len(self._data) != self._size:
-                raise BaselineError('%s changed while it was read' % self.path)
-        return self._data
-
-
 def _read(path):
-    try:
-        with open(path, 'rb') as f:
-            return f.read(MAX_REGION * 2)
-    except OSError as exc:
-        raise BaselineError('cannot read %s: %s' % (path, exc.strerror)) from None
+    return read_file(path, BaselineError, MAX_REGION * 2)
 
 
 def default_state_path():

@@ -26,14 +26,15 @@ rare probe that asks for a type nobody declared.
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 
 from vmi_agent.engine.errors import ProfileError
 from vmi_agent.engine.linux.layout import Layout
 from vmi_agent.engine.linux.symbols import SymbolTable
+from vmi_agent.engine.storage import LazyFile, replace_dir
 
 FORMAT = 1
+#: No cached profile file (symbols, BTF) is anywhere near this big.
+MAX_FILE = 256 << 20
 #: Symbols every attach needs (see ``locate``), resolved ahead like the probes' own.
 CORE_SYMBOLS = ('_text', 'linux_banner', 'init_top_pgt', 'page_offset_base')
 
@@ -169,36 +170,25 @@ class ProfileStore:
             raise ProfileError('cached profile %s is unreadable: %s' % (d, exc)) from exc
         if not isinstance(meta, dict) or meta.get('format') != FORMAT:
             return None
-        symbols = _LazyFile(os.path.join(d, 'symbols.bin'))
+        symbols = LazyFile(os.path.join(d, 'symbols.bin'), ProfileError, MAX_FILE)
         try:
             return Profile(meta['release'], meta['banner'], meta['build_id'],
                            lambda: SymbolTable.from_bytes(bytes(symbols)),
                            meta['layouts'], meta['enums'],
-                           btf_bytes=_LazyFile(os.path.join(d, 'btf')),
+                           btf_bytes=LazyFile(os.path.join(d, 'btf'), ProfileError, MAX_FILE),
                            addresses=meta['addresses'])
         except (KeyError, TypeError) as exc:
             raise ProfileError('cached profile %s is incomplete: %s' % (d, exc)) from exc
 
     def save(self, profile):
         """Write ``profile`` atomically (a concurrent reader sees all of it or none)."""
-        os.makedirs(self.path, exist_ok=True)
-        final = self._dir(profile.key)
-        tmp = tempfile.mkdtemp(prefix='.tmp-', dir=self.path)
-        try:
-            with open(os.path.join(tmp, 'symbols.bin'), 'wb') as f:
-                f.write(profile.symbols.to_bytes())
-            btf = profile._btf_bytes
-            if btf is not None:
-                with open(os.path.join(tmp, 'btf'), 'wb') as f:
-                    f.write(bytes(btf))
-            with open(os.path.join(tmp, 'profile.json'), 'w') as f:
-                json.dump(profile.meta(), f, separators=(',', ':'))
-            if os.path.isdir(final):
-                _rmtree(final)
-            os.rename(tmp, final)
-        except BaseException:
-            _rmtree(tmp)
-            raise
+        files = {'symbols.bin': profile.symbols.to_bytes(),
+                 'profile.json': json.dumps(profile.meta(),
+                                            separators=(',', ':')).encode()}
+        if profile._btf_bytes is not None:
+            files['btf'] = bytes(profile._btf_bytes)
+        self._dir(profile.key)
+        replace_dir(self.path, profile.key, files)
 
     def key_for_image(self, digest):
         try:
@@ -222,28 +212,6 @@ class ProfileStore:
 
 
 _UNKNOWN = object()
-
-
-class _LazyFile:
-    """Bytes of a file, read on first use (most runs need neither BTF nor all symbols)."""
-
-    def __init__(self, path):
-        self.path = path
-        self._data = None
-
-    def __bytes__(self):
-        if self._data is None:
-            try:
-                with open(self.path, 'rb') as f:
-                    self._data = f.read()
-            except OSError as exc:
-                raise ProfileError('cannot read cached BTF %s: %s'
-                                   % (self.path, exc.strerror)) from exc
-        return self._data
-
-
-def _rmtree(path):
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def default_store_path():
