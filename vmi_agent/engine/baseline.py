@@ -36,7 +36,7 @@ import time
 import zlib
 
 from vmi_agent.engine.errors import VMIError
-from vmi_agent.engine.storage import LazyFile, read_file, replace_dir
+from vmi_agent.engine.storage import LazyFile, read_file, read_json, replace_dir
 
 FORMAT = 1
 PAGE_SIZE = 4096
@@ -157,14 +157,8 @@ class BaselineStore:
         """``(meta, {region: PageImage})`` stored for this guest and build, or None."""
         parent, name = self._dir(guest_id, build_key)
         d = os.path.join(parent, name)
-        try:
-            with open(os.path.join(d, 'meta.json'), 'rb') as f:
-                meta = json.load(f)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            raise BaselineError('baseline %s is unreadable: %s' % (d, exc)) from None
-        if not isinstance(meta, dict) or meta.get('format') != FORMAT:
+        meta = read_json(os.path.join(d, 'meta.json'), BaselineError)
+        if meta is None or meta.get('format') != FORMAT:
             return None
         images = {}
         try:

@@ -18,6 +18,7 @@ agents' runs, a CLI beside an agent), so a directory is written aside and rename
 place: a reader sees the old one or the new one, never a mix.
 """
 
+import json
 import os
 import shutil
 import tempfile
@@ -80,3 +81,15 @@ def read_file(path, error, limit):
     if len(data) > limit:
         raise error('%s is larger than %d bytes' % (path, limit))
     return data
+
+
+def read_json(path, error):
+    """The JSON object at ``path``; None when there is no file or it is not an object."""
+    try:
+        with open(path, 'rb') as f:
+            value = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise error('%s is unreadable: %s' % (path, exc)) from None
+    return value if isinstance(value, dict) else None

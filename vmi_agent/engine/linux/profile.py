@@ -30,7 +30,7 @@ import os
 from vmi_agent.engine.errors import ProfileError
 from vmi_agent.engine.linux.layout import Layout
 from vmi_agent.engine.linux.symbols import SymbolTable
-from vmi_agent.engine.storage import LazyFile, replace_dir
+from vmi_agent.engine.storage import LazyFile, read_json, replace_dir
 
 FORMAT = 1
 #: No cached profile file (symbols, BTF) is anywhere near this big.
@@ -161,14 +161,8 @@ class ProfileStore:
     def load(self, key):
         """The cached profile for ``key``, or None."""
         d = self._dir(key)
-        try:
-            with open(os.path.join(d, 'profile.json'), 'rb') as f:
-                meta = json.load(f)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            raise ProfileError('cached profile %s is unreadable: %s' % (d, exc)) from exc
-        if not isinstance(meta, dict) or meta.get('format') != FORMAT:
+        meta = read_json(os.path.join(d, 'profile.json'), ProfileError)
+        if meta is None or meta.get('format') != FORMAT:
             return None
         symbols = LazyFile(os.path.join(d, 'symbols.bin'), ProfileError, MAX_FILE)
         try:
