@@ -56,14 +56,18 @@ class LazyFile:
         self._error = error
         self._limit = limit
         self._data = None
+        self._size = None
 
     def __len__(self):
         if self._data is not None:
             return len(self._data)
-        try:
-            return os.stat(self.path).st_size
-        except OSError as exc:
-            raise self._error('cannot read %s: %s' % (self.path, exc.strerror)) from None
+        if self._size is None:
+            try:
+                self._size = os.stat(self.path).st_size
+            except OSError as exc:
+                raise self._error('cannot read %s: %s'
+                                  % (self.path, exc.strerror)) from None
+        return self._size
 
     def __bytes__(self):
         if self._data is None:

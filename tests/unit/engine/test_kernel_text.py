@@ -29,7 +29,8 @@ from tests.unit.engine.test_syscalls import (CODE, DATA, JUMPS, MODULE_BASE,
                                              STATIC_CALL_SITE, CodeKernel)
 from vmi_agent.engine import baseline, probes
 from vmi_agent.engine.probes import kernel_text
-from vmi_agent.engine.probes.kernel_text import KernelText, diff_runs
+from vmi_agent.engine.probes.image_diff import diff_runs
+from vmi_agent.engine.probes.kernel_text import KernelText
 
 RET5 = bytes.fromhex('c3cccccccc')
 
