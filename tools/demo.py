@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from tools.testbed import assets
+from tools.testbed import assets, lkm
 from tools.testbed.guest import Guest
 
 
@@ -81,13 +81,46 @@ def main():
               % (len(seen), len(truth), 'identical' if seen == truth else 'DIFFERENT'))
         print('    modules: %s' % ', '.join(sorted(mods)))
         guest.rmmod('dummy')
-        guest.stop(*pids)
+        caught = rootkit(guest, profiles, pids[0])
+        ok = ok and caught is not False
 
     print()
     print('Summary: introspected a live %s guest from outside; first contact %.2f s, '
-          'cached %.2f s; %s.' % (found.release, cold, warm,
-                                  'everything matched the guest' if ok else 'MISMATCH'))
+          'cached %.2f s; %s%s.' % (
+              found.release, cold, warm,
+              'everything matched the guest' if ok else 'MISMATCH',
+              '; the rootkit and the process it hid were found' if caught else ''))
     return 0 if ok else 1
+
+
+def rootkit(guest, profiles, pid):
+    """Load a rootkit-style module that hides itself and ``pid``; True if both are found.
+
+    None when the module cannot be built here (it needs Debian's linux-headers package).
+    """
+    step('a rootkit inside the guest: a kernel module (built against Debian\'s headers) '
+         'hides itself and process %d' % pid)
+    try:
+        module = lkm.build(guest.release)
+    except lkm.LkmBuildError as exc:
+        print('    skipped: %s' % exc)
+        return None
+    with open(module, 'rb') as f:
+        guest.put('/tmp/vmi_hide.ko', f.read())
+    guest.insmod_file('/tmp/vmi_hide.ko', 'hide_self=1 hide_pid=%d' % pid)
+    print("    inside the guest, /proc/modules has vmi_hide: %s"
+          % ('vmi_hide' in guest.modules()))
+    report, _ = vmi_inspect('--memory', guest.ram_path, '--profile-dir', profiles,
+                            '-f', 'json', 'pslist', 'hidden_tasks', 'hidden_modules')
+    probes = json.loads(report)['probes']
+    listed = {r['pid'] for r in probes['pslist']['records']}
+    print('    pslist (the task list) shows process %d: %s' % (pid, pid in listed))
+    findings = probes['hidden_tasks']['findings'] + probes['hidden_modules']['findings']
+    for f in findings:
+        print('    [%s] %s: %s' % (f['severity'], f['kind'], f['summary']))
+    kinds = {(f['kind'], f['evidence'].get('pid') or f['evidence'].get('name'))
+             for f in findings}
+    return {('hidden_task', pid), ('hidden_module', 'vmi_hide')} <= kinds
 
 
 if __name__ == '__main__':
