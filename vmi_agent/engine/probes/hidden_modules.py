@@ -78,6 +78,10 @@ MAX_PAGE_TABLES = 4096
 #: Candidates checked in one scan: a few per loaded module in practice; a page crafted
 #: full of anchors offers 512.
 MAX_CANDIDATES = 1 << 16
+#: Page tables and pages whose bytes a scan keeps to skip them next time (see
+#: :class:`_ScanCache`): at most 2 MiB and 16 MiB of copies.
+MAX_CACHED_TABLES = 512
+MAX_CACHED_PAGES = 4096
 #: include/linux/poison.h with CONFIG_ILLEGAL_POINTER_VALUE 0xdead000000000000 (x86-64)
 #: and without it.
 POISON_DELTAS = (0xdead000000000000, 0)
@@ -243,10 +247,12 @@ def _memory_view(kernel, fields, findings):
     end = kernel.profile.get_address('_end')
     if end is not None:
         start = max(start, (end + kernel.location.shift + _PAGE - 1) & ~(_PAGE - 1))
+    cache = kernel.memo(_ScanCache)
+    previous, cache.pages = cache.pages, {}
     found, tried = set(), set()
     try:
-        for vaddr, page in _mapped_pages(kernel, start, SCAN_END):
-            for addr in _anchored(fields, vaddr, page):
+        for vaddr, page in _mapped_pages(kernel, start, SCAN_END, cache):
+            for addr in cache.anchors(fields, previous, vaddr, page):
                 if addr in tried:
                     continue
                 if len(tried) >= MAX_CANDIDATES:
@@ -263,12 +269,52 @@ def _memory_view(kernel, fields, findings):
     return sorted(found)
 
 
-def _mapped_pages(kernel, start, end):
+class _ScanCache:
+    """What the previous scan derived from each page table and page, with their bytes.
+
+    Most of the module area does not change between two runs, so a run reuses the
+    present entries of a page table, or the anchors of a page, whose bytes are exactly
+    those they were computed from (one ``memcmp``), and computes them afresh otherwise.
+    Only the candidates' verdicts (:func:`_is_module`) are read anew every run.  At most
+    :data:`MAX_CACHED_TABLES` tables and :data:`MAX_CACHED_PAGES` pages are kept: a
+    hostile guest that maps more only makes the rest uncached.
+    """
+
+    def __init__(self, kernel):
+        self.tables = {}
+        self.pages = {}
+
+    def present(self, table, raw, first, last):
+        """``[(index, entry)]`` of the present entries ``first..last`` of a table."""
+        hit = self.tables.get(table)
+        if hit is not None and hit[0] == raw and hit[1] == first and hit[2] == last:
+            return hit[3]
+        entries = _ENTRIES.unpack(raw)
+        present = [(i, e) for i, e in enumerate(entries[first:last + 1], first)
+                   if e & _PRESENT]
+        if hit is not None or len(self.tables) < MAX_CACHED_TABLES:
+            self.tables[table] = (raw, first, last, present)
+        return present
+
+    def anchors(self, fields, previous, vaddr, page):
+        """The candidates anchored on one page (see :func:`_anchored`)."""
+        hit = previous.get(vaddr)
+        if hit is not None and hit[0] == page:
+            anchors = hit[1]
+        else:
+            anchors = tuple(_anchored(fields, vaddr, page))
+        if len(self.pages) < MAX_CACHED_PAGES:
+            self.pages[vaddr] = (page, anchors)
+        return anchors
+
+
+def _mapped_pages(kernel, start, end, cache):
     """Yield ``(vaddr, bytes)`` of each present 4 KiB page in ``[start, end)``.
 
     Walks the kernel's page tables once, reading each table whole: the module area is
-    a gigabyte or more, mostly unmapped.  Raises :class:`_ScanLimit` past
-    :data:`MAX_PAGE_TABLES` tables or :data:`MAX_SCAN_PAGES` pages.
+    a gigabyte or more, mostly unmapped.  ``start`` and ``end`` are page-aligned.
+    Raises :class:`_ScanLimit` past :data:`MAX_PAGE_TABLES` tables or
+    :data:`MAX_SCAN_PAGES` pages.
     """
     space = kernel.space
     bits = 48 if space.levels == 4 else 57
@@ -285,36 +331,41 @@ def _mapped_pages(kernel, start, end):
                              % ({'tables': MAX_PAGE_TABLES, 'pages': MAX_SCAN_PAGES}[what],
                                 'page tables' if what == 'tables' else 'pages'))
 
+    def page(paddr):
+        spend('pages')
+        try:
+            return read(paddr, _PAGE)
+        except MemoryAccessError:
+            return None
+
     def walk(table, shift, base):
         spend('tables')
         try:
-            entries = _ENTRIES.unpack(read(table, _PAGE))
+            raw = read(table, _PAGE)
         except MemoryAccessError:
             return                                  # a table outside RAM maps nothing
         span = 1 << shift
         first = max(0, (lo - base) >> shift)
         last = min(511, (hi - 1 - base) >> shift)
-        for index in range(first, last + 1):
-            entry = entries[index]
-            if not entry & _PRESENT:
-                continue
+        if first > last:
+            return
+        for index, entry in cache.present(table, raw, first, last):
             vbase = base + index * span
             if shift == 12:
-                yield vbase, entry & _FRAME, _PAGE
+                # Inside [lo, hi): both are page-aligned and the index range clips.
+                data = page(entry & _FRAME)
+                if data is not None:
+                    yield vbase | upper, data
             elif entry & _LARGE and shift in _LARGE_FRAME:
-                yield vbase, entry & _LARGE_FRAME[shift], span
+                frame = entry & _LARGE_FRAME[shift]
+                for vaddr in range(max(vbase, lo), min(vbase + span, hi), _PAGE):
+                    data = page(frame + vaddr - vbase)
+                    if data is not None:
+                        yield vaddr | upper, data
             else:
                 yield from walk(entry & _FRAME, shift - 9, vbase)
 
-    for vbase, frame, size in walk(space.dtb, bits - 9, 0):
-        first, last = max(vbase, lo), min(vbase + size, hi)
-        for raw in range(first, last, _PAGE):
-            spend('pages')
-            try:
-                page = read(frame + raw - vbase, _PAGE)
-            except MemoryAccessError:
-                continue
-            yield raw | upper, page
+    return walk(space.dtb, bits - 9, 0)
 
 
 def _anchored(fields, vaddr, page):

@@ -62,6 +62,8 @@ STUB_ARRAYS = ('irq_entries_start', 'spurious_entries_start')
 ENDBR64 = b'\xf3\x0f\x1e\xfa'
 PUSH_IMM8 = 0x6a
 _DESC_PTR = struct.Struct('<HQ')
+#: How far a stub array is read as one block: 256 stubs of up to 16 bytes.
+MAX_STUB_BYTES = 4096
 
 
 def decode_gate(raw, vector):
@@ -82,39 +84,86 @@ class Idt(Probe):
 
     def run(self, kernel):
         code = kernel.memo(KernelCode)
+        state = kernel.memo(IdtState)
         modules = ModuleMap(kernel)
         table = kernel.symbol('idt_table')
         raw = kernel.read(table, IDT_ENTRIES * 16)
-        records, findings = [], []
-        for vector in range(IDT_ENTRIES):
-            target, selector, gate_type, dpl, ist, present = decode_gate(raw, vector)
-            found = code.symbol(kernel, target)
-            records.append({'vector': vector, 'present': present, 'address': hexaddr(target),
-                            'symbol': format_symbol(found),
-                            'type': GATE_TYPES.get(gate_type, hex(gate_type)),
-                            'dpl': dpl, 'ist': ist})
-            if not present:
-                continue
-            problem = _target_problem(kernel, code, vector, target, found)
-            if problem is None:
-                if selector != KERNEL_CS:
-                    problem = 'high', 'a selector 0x%x, not __KERNEL_CS' % selector
-                elif gate_type not in GATE_TYPES:
-                    problem = 'high', 'gate type 0x%x, not an interrupt or trap gate' % gate_type
-            if problem is not None:
-                severity, why = problem
-                evidence = {'vector': vector, 'selector': hexaddr(selector),
-                            'type': GATE_TYPES.get(gate_type, hex(gate_type))}
-                evidence.update(describe(kernel, code, modules, target))
-                findings.append(Finding('idt_hook', severity, 'IDT vector %d (0x%x) has %s'
-                                        % (vector, vector, why), evidence))
+        stubs = state.stub_bytes(kernel)
+        key = (raw, stubs)
+        if stubs is not None and state.last is not None and state.last[0] == key:
+            records, problems = state.last[1], state.last[2]
+        else:
+            records, problems = _verdicts(kernel, code, raw, stubs or ())
+            state.last = (key, records, problems) if stubs is not None else None
+        findings = []
+        for vector, target, selector, gate_type, severity, why in problems:
+            evidence = {'vector': vector, 'selector': hexaddr(selector),
+                        'type': GATE_TYPES.get(gate_type, hex(gate_type))}
+            evidence.update(describe(kernel, code, modules, target))
+            findings.append(Finding('idt_hook', severity, 'IDT vector %d (0x%x) has %s'
+                                    % (vector, vector, why), evidence))
         finding = _descriptor_problem(kernel, table)
         if finding is not None:
             findings.append(finding)
-        return ProbeResult(records=records, findings=findings)
+        return ProbeResult(records=[dict(r) for r in records], findings=findings)
 
 
-def _target_problem(kernel, code, vector, target, found):
+class IdtState:
+    """The stub arrays' extent (per kernel build) and the last run's verdicts.
+
+    A gate's verdict depends on the gate's bytes, the symbol table and the bytes of the
+    entry stub it points into, nothing else: the verdicts of a run whose IDT bytes and
+    stub-array bytes are exactly the previous run's are the previous run's.  Evidence
+    that names a module is read afresh.
+    """
+
+    def __init__(self, kernel):
+        self.last = None
+        self.arrays = []
+        for name in STUB_ARRAYS:
+            start = _runtime(kernel, name)
+            if start is None:
+                continue
+            size = 8
+            while size < MAX_STUB_BYTES:          # up to the next symbol, and a stub
+                found = kernel.symbol_at(start + size)
+                if found is None or start + size - found[1] != start:
+                    break
+                size += 8
+            self.arrays.append((start, size + 8))
+
+    def stub_bytes(self, kernel):
+        """``((start, bytes), ...)`` of the stub arrays; None if one is unreadable."""
+        try:
+            return tuple((start, kernel.read(start, size)) for start, size in self.arrays)
+        except VMIError:
+            return None
+
+
+def _verdicts(kernel, code, raw, stubs):
+    """``(records, [(vector, target, selector, type, severity, why)])`` of the gates."""
+    records, problems = [], []
+    for vector in range(IDT_ENTRIES):
+        target, selector, gate_type, dpl, ist, present = decode_gate(raw, vector)
+        found = code.symbol(kernel, target)
+        records.append({'vector': vector, 'present': present, 'address': hexaddr(target),
+                        'symbol': format_symbol(found),
+                        'type': GATE_TYPES.get(gate_type, hex(gate_type)),
+                        'dpl': dpl, 'ist': ist})
+        if not present:
+            continue
+        problem = _target_problem(kernel, code, vector, target, found, stubs)
+        if problem is None:
+            if selector != KERNEL_CS:
+                problem = 'high', 'a selector 0x%x, not __KERNEL_CS' % selector
+            elif gate_type not in GATE_TYPES:
+                problem = 'high', 'gate type 0x%x, not an interrupt or trap gate' % gate_type
+        if problem is not None:
+            problems.append((vector, target, selector, gate_type) + problem)
+    return records, problems
+
+
+def _target_problem(kernel, code, vector, target, found, stubs=()):
     """None if ``target`` is where Linux points ``vector``, else ``(severity, why)``.
 
     The stub arrays and the early handlers are found from their own symbols' addresses,
@@ -129,7 +178,7 @@ def _target_problem(kernel, code, vector, target, found):
     for name in STUB_ARRAYS:
         start = _runtime(kernel, name)
         if start is not None and target - found[1] == start:     # inside the array
-            if code.in_text(target) and _is_stub_for(kernel, target, vector):
+            if code.in_text(target) and _is_stub_for(kernel, target, vector, stubs):
                 return None
             return 'critical', '%s (%s), not the entry stub of this vector' % (
                 where, format_symbol(found))
@@ -151,7 +200,7 @@ def _runtime(kernel, name):
     return None if link is None else link + kernel.location.shift
 
 
-def _is_stub_for(kernel, target, vector):
+def _is_stub_for(kernel, target, vector, stubs):
     """True when the stub at ``target`` pushes ``vector``: ``[endbr64] push $vector``."""
     if target % 8:
         return False

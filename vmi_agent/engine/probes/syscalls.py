@@ -58,8 +58,8 @@ def is_handler_name(name):
     return 'sys_' in name or name.startswith(HANDLER_PREFIXES)
 
 
-def table_entries(kernel, start):
-    """The entries of the table at ``start``: up to the next symbol, padding dropped."""
+def table_length(kernel, start):
+    """Entries of the table at ``start`` up to the next symbol, padding included."""
     count = 0
     while count < MAX_ENTRIES:
         last = start + count * 8 + 7
@@ -67,11 +67,55 @@ def table_entries(kernel, start):
         if found is None or last - found[1] != start:     # another symbol began
             break
         count += 1
-    raw = kernel.read(start, count * 8)
-    entries = list(struct.unpack('<%dQ' % count, raw))
+    return count
+
+
+def _entries(raw):
+    entries = list(struct.unpack('<%dQ' % (len(raw) // 8), raw))
     while entries and entries[-1] == 0:
         entries.pop()
     return entries
+
+
+def table_entries(kernel, start):
+    """The entries of the table at ``start``: up to the next symbol, padding dropped."""
+    return _entries(kernel.read(start, table_length(kernel, start) * 8))
+
+
+class SyscallTables:
+    """The tables of this kernel build, and what the last run derived from their bytes.
+
+    A table's place and length depend on the symbol table only, so they are found once
+    per kernel.  Whether an entry is a handler depends only on the address it holds and
+    the symbol table, so a table whose bytes are exactly those of the previous run has
+    the same records and the same entries to report; only the evidence of those
+    entries (which module holds the target) is read from the guest again.
+    """
+
+    def __init__(self, kernel):
+        self.tables = []
+        for table in TABLES:
+            link = kernel.profile.get_address(table)
+            if link is not None:
+                start = link + kernel.location.shift
+                self.tables.append((table, start, table_length(kernel, start)))
+        self.last = {}
+
+    def verdicts(self, kernel, code, table, raw):
+        """``(records, indexes of the entries to report)`` for a table's bytes."""
+        hit = self.last.get(table)
+        if hit is not None and hit[0] == raw:
+            return [dict(record) for record in hit[1]], hit[2]
+        records, bad = [], []
+        for index, target in enumerate(_entries(raw)):
+            found = code.symbol(kernel, target)
+            records.append({'table': table, 'index': index, 'address': hexaddr(target),
+                            'symbol': format_symbol(found)})
+            function = code.function_at(kernel, target)
+            if function is None or not is_handler_name(function):
+                bad.append((index, target))
+        self.last[table] = (raw, records, bad)
+        return [dict(record) for record in records], bad
 
 
 class Syscalls(Probe):
@@ -82,17 +126,14 @@ class Syscalls(Probe):
 
     def run(self, kernel):
         code = kernel.memo(KernelCode)
+        tables = kernel.memo(SyscallTables)
         modules = ModuleMap(kernel)
         records, findings = [], []
-        for table in TABLES:
-            link = kernel.profile.get_address(table)
-            if link is None:
-                continue
-            start = link + kernel.location.shift
-            for index, target in enumerate(table_entries(kernel, start)):
-                found = code.symbol(kernel, target)
-                records.append({'table': table, 'index': index, 'address': hexaddr(target),
-                                'symbol': format_symbol(found)})
+        for table, start, count in tables.tables:
+            raw = kernel.read(start, count * 8)
+            table_records, bad = tables.verdicts(kernel, code, table, raw)
+            records.extend(table_records)
+            for index, target in bad:
                 finding = self._check(kernel, code, modules, table, index, target)
                 if finding is not None:
                     findings.append(finding)
