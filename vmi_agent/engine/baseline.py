@@ -36,7 +36,8 @@ import time
 import zlib
 
 from vmi_agent.engine.errors import VMIError
-from vmi_agent.engine.storage import LazyFile, read_file, read_json, replace_dir
+from vmi_agent.engine.storage import (LazyFile, cache_path, read_file, read_json,
+                                      replace_dir)
 
 FORMAT = 1
 PAGE_SIZE = 4096
@@ -199,11 +200,7 @@ def _read(path):
 
 def default_state_path():
     """``$NOVA_VMI_STATE``, else ``$XDG_CACHE_HOME/nova-vmi/state``."""
-    path = os.environ.get('NOVA_VMI_STATE')
-    if path:
-        return path
-    cache = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
-    return os.path.join(cache, 'nova-vmi', 'state')
+    return cache_path('NOVA_VMI_STATE', 'state')
 
 
 __all__ = ['BaselineError', 'BaselineStore', 'PageImage', 'default_state_path',

@@ -97,3 +97,12 @@ def read_json(path, error):
     except (OSError, ValueError) as exc:
         raise error('%s is unreadable: %s' % (path, exc)) from None
     return value if isinstance(value, dict) else None
+
+
+def cache_path(env_var, leaf):
+    """``$<env_var>``, else ``$XDG_CACHE_HOME/nova-vmi/<leaf>`` (``~/.cache`` by default)."""
+    path = os.environ.get(env_var)
+    if path:
+        return path
+    cache = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
+    return os.path.join(cache, 'nova-vmi', leaf)

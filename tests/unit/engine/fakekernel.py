@@ -155,3 +155,17 @@ class FakeKernel:
         memory = RamFile(self.g.save(tmp_path / 'ram'))
         prof = profile()
         return LinuxKernel(memory, prof, locate(memory, prof))
+
+
+def mutate_heap(ram, nudges, writes):
+    """Hypothesis' damage to the synthetic heap: nudge words by deltas, overwrite others.
+
+    ``nudges`` and ``writes`` are ``(word index, value)`` pairs; a nudge adds its value to
+    the word (pointers then point a little off), a write replaces it.
+    """
+    for word, delta in nudges:
+        off = HEAP + 8 * word
+        value = struct.unpack_from('<Q', ram, off)[0]
+        struct.pack_into('<Q', ram, off, (value + delta) % 2 ** 64)
+    for word, value in writes:
+        struct.pack_into('<Q', ram, HEAP + 8 * word, value)

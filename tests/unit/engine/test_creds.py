@@ -19,13 +19,12 @@ override.  Each test then plants one escalation.
 """
 
 import json
-import struct
 
 from hypothesis import HealthCheck, given, settings, strategies as hst
 import pytest
 
 from tests.unit.engine import fakepids
-from tests.unit.engine.fakekernel import HEAP
+from tests.unit.engine.fakekernel import mutate_heap
 from tests.unit.engine.fakepids import FakePids
 from vmi_agent.engine import probes
 
@@ -283,13 +282,7 @@ def test_runs_without_a_pid_table_it_does_not_need(tmp_path):
 def test_fuzzed_heap_never_escapes_the_probe(tmp_path_factory, nudges, writes):
     """Stores over tasks, creds and executables: a result or a VMIError, bounded."""
     system = System(keyrings=True)
-    ram = system.f.g.ram
-    for word, delta in nudges:
-        off = HEAP + 8 * word
-        value = struct.unpack_from('<Q', ram, off)[0]
-        struct.pack_into('<Q', ram, off, (value + delta) % 2 ** 64)
-    for word, value in writes:
-        struct.pack_into('<Q', ram, HEAP + 8 * word, value)
+    mutate_heap(system.f.g.ram, nudges, writes)
     result = run(system.f, tmp_path_factory.mktemp('fuzz'))
     assert result.error is None or not result.error.startswith('internal error')
     assert len(result.records) <= 64

@@ -17,13 +17,12 @@ each test then does what a rootkit or a torn read would, and checks the finding,
 that the probe fails with a GuestDataError/TranslationError, boundedly.
 """
 
-import struct
 
 from hypothesis import HealthCheck, given, settings, strategies as hst
 import pytest
 
 from tests.unit.engine import fakepids
-from tests.unit.engine.fakekernel import HEAP
+from tests.unit.engine.fakekernel import mutate_heap
 from tests.unit.engine.fakepids import FakePids
 from vmi_agent.engine import probes
 from vmi_agent.engine.errors import GuestDataError
@@ -414,13 +413,7 @@ def test_fuzzed_heap_never_escapes_the_probe(tmp_path_factory, nudges, writes):
     """
     f = build()
     f.build_idr()
-    ram = f.g.ram
-    for word, delta in nudges:
-        off = HEAP + 8 * word
-        value = struct.unpack_from('<Q', ram, off)[0]
-        struct.pack_into('<Q', ram, off, (value + delta) % 2 ** 64)
-    for word, value in writes:
-        struct.pack_into('<Q', ram, HEAP + 8 * word, value)
+    mutate_heap(f.g.ram, nudges, writes)
     result = run(f, tmp_path_factory.mktemp('fuzz'))
     assert result.error is None or not result.error.startswith('internal error')
     assert len(result.records) <= 64

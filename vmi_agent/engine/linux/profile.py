@@ -30,7 +30,7 @@ import os
 from vmi_agent.engine.errors import ProfileError
 from vmi_agent.engine.linux.layout import Layout
 from vmi_agent.engine.linux.symbols import SymbolTable
-from vmi_agent.engine.storage import LazyFile, read_json, replace_dir
+from vmi_agent.engine.storage import LazyFile, cache_path, read_json, replace_dir
 
 FORMAT = 1
 #: No cached profile file (symbols, BTF) is anywhere near this big.
@@ -210,8 +210,4 @@ _UNKNOWN = object()
 
 def default_store_path():
     """``$NOVA_VMI_PROFILES``, else ``$XDG_CACHE_HOME/nova-vmi/profiles``."""
-    path = os.environ.get('NOVA_VMI_PROFILES')
-    if path:
-        return path
-    cache = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
-    return os.path.join(cache, 'nova-vmi', 'profiles')
+    return cache_path('NOVA_VMI_PROFILES', 'profiles')
