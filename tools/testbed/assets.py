@@ -23,8 +23,10 @@ unpacks it outside the repository, and builds a tiny initramfs around ``busybox-
   on the serial console;
 - ``/lib/modules/<name>.ko`` holds a few leaf modules (no dependencies, no hardware) that
   tests load and unload to watch the kernel's module list change;
-- two tiny static programs written here byte by byte (no compiler needed):
-  ``/bin/vmi-idle`` sleeps forever for process tests, ``/bin/vmi-outb`` is the trigger.
+- ``/bin/vmi-idle``, a tiny static program written here byte by byte, sleeps forever for
+  process tests;
+- ``/bin/vmi-trigger`` is the guest trigger program of ``guest/`` (static C, built here with
+  ``make -C guest``; the host needs gcc and the static glibc of ``libc6-dev``).
 
 :data:`SERIAL_SHELL` is the guest side of the command protocol that
 ``tools/testbed/guest.py`` speaks: one request line ``<marker> <base64 script>`` in, and
@@ -78,8 +80,13 @@ GUEST_IDLE_PROGRAM = '/bin/vmi-idle'
 #: The I/O port of QEMU's isa-debugcon device, where the guest trigger writes.
 DEBUGCON_PORT = 0x402
 
-#: Guest path of :func:`outb_program`, the trigger: ``printf T | /bin/vmi-outb``.
-GUEST_OUTB_PROGRAM = '/bin/vmi-outb'
+#: Guest path of the trigger program ``guest/vmi-trigger`` (:func:`build_trigger`):
+#: ``vmi-trigger --port 0x402 0x54`` writes 'T' to the debug port.
+GUEST_TRIGGER_PROGRAM = '/bin/vmi-trigger'
+
+#: The trigger's sources in the repository: ``make -C`` this directory builds it.
+TRIGGER_SOURCE_DIR = Path(__file__).resolve().parents[2] / 'guest'
+TRIGGER_SOURCES = ('Makefile', 'vmi-trigger.c')
 
 INIT_SCRIPT = r'''#!/bin/sh
 # First process of the nova-vmi test-bed guest (tools/testbed/assets.py builds it).
@@ -351,50 +358,52 @@ def idle_program():
         'ebf7'))            # jmp back to the mov
 
 
-def outb_program(port=DEBUGCON_PORT):
-    """A static executable that writes the byte it reads on stdin to I/O ``port``.
+def _trigger_sources_digest():
+    """Names the trigger program's build: a hash of its sources."""
+    h = hashlib.sha256()
+    for name in TRIGGER_SOURCES:
+        try:
+            data = (TRIGGER_SOURCE_DIR / name).read_bytes()
+        except OSError as exc:
+            raise AssetError('cannot read the trigger source: %s' % exc) from exc
+        h.update(b'%s %d\n' % (name.encode(), len(data)) + data)
+    return h.hexdigest()[:12]
 
-    It is the guest trigger on QEMU: one ``out`` to the isa-debugcon port.  Busybox could
-    write through ``/dev/port``, but the cloud kernel has no ``/dev/port``; ioperm() works
-    in both.  Exit status 1 if ioperm() or the read fails.
+
+def build_trigger(dest):
+    """Build ``guest/vmi-trigger`` (static C) into ``dest`` with ``make -C guest``.
+
+    The output goes to ``dest`` only (``make OUT=...``): the work tree stays clean.
     """
-    port32, port16 = struct.pack('<I', port), struct.pack('<H', port)
-    return _static_program(
-        bytes.fromhex('b8ad000000') + b'\xbf' + port32 +   # mov eax, 173 (ioperm); edi=port
-        bytes.fromhex('be01000000'                        # mov esi, 1 (one port)
-                      'ba01000000'                        # mov edx, 1 (allow)
-                      '0f05'                              # syscall
-                      '85c0'                              # test eax, eax
-                      '7522'                              # jnz fail
-                      '31ff'                              # xor edi, edi (stdin)
-                      '488d7424f8'                        # lea rsi, [rsp-8]
-                      'ba01000000'                        # mov edx, 1
-                      '31c0'                              # xor eax, eax (read)
-                      '0f05'                              # syscall
-                      '83f801'                            # cmp eax, 1
-                      '750d'                              # jne fail
-                      '8a4424f8'                          # mov al, [rsp-8]
-                      '66ba') + port16 +                  # mov dx, port
-        bytes.fromhex('ee'                                # out dx, al
-                      '31ff'                              # xor edi, edi
-                      'eb05'                              # jmp exit
-                      'bf01000000'                        # fail: mov edi, 1
-                      'b83c000000'                        # exit: mov eax, 60 (exit)
-                      '0f05'))                            # syscall
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        out = Path(tmp) / 'vmi-trigger'
+        _run(['make', '-s', '-C', str(TRIGGER_SOURCE_DIR), 'OUT=%s' % out])
+        os.replace(out, dest)
+    return dest
+
+
+def _ensure_trigger(cache):
+    """The trigger program's bytes, built once per source digest into the cache."""
+    path = cache / 'trigger' / ('vmi-trigger-%s' % _trigger_sources_digest())
+    if not path.exists():
+        build_trigger(path)
+    return path.read_bytes()
 
 
 def _initramfs_digest(busybox_version):
     """Names an initramfs build: what goes in it, besides the kernel release."""
     recipe = json.dumps([_FORMAT, busybox_version, BOOT_MODULES, TEST_MODULES,
-                         _guest_files(), idle_program().hex(), outb_program().hex()],
+                         _guest_files(), idle_program().hex(), _trigger_sources_digest()],
                         sort_keys=True)
     return hashlib.sha256(recipe.encode()).hexdigest()[:12]
 
 
-def build_initramfs(busybox, module_files):
+def build_initramfs(busybox, module_files, trigger):
     """An uncompressed initramfs (booting skips decompression under TCG) as bytes.
 
-    ``busybox`` is the static binary; ``module_files`` maps module names to their files.
+    ``busybox`` is the static binary; ``module_files`` maps module names to their files;
+    ``trigger`` is the bytes of the built ``guest/vmi-trigger``.
     """
     applets = _run([str(busybox), '--list-full']).split()
     cpio = _Cpio()
@@ -405,7 +414,7 @@ def build_initramfs(busybox, module_files):
     cpio.chardev('dev/console', 5, 1)
     cpio.file('bin/busybox', busybox.read_bytes(), 0o755)
     cpio.file(GUEST_IDLE_PROGRAM.lstrip('/'), idle_program(), 0o755)
-    cpio.file(GUEST_OUTB_PROGRAM.lstrip('/'), outb_program(), 0o755)
+    cpio.file(GUEST_TRIGGER_PROGRAM.lstrip('/'), trigger, 0o755)
     for applet in applets:
         if applet != 'bin/busybox':
             cpio.symlink(applet, '/bin/busybox')
@@ -475,7 +484,8 @@ def _build(flavour, cache, manifest):
             if depends:
                 raise AssetError('test module %s now depends on %s: pick another leaf module'
                                  % (name, depends))
-        _atomic_write(initramfs, build_initramfs(busybox, module_files))
+        trigger = _ensure_trigger(cache)
+        _atomic_write(initramfs, build_initramfs(busybox, module_files, trigger))
 
     assets = Assets(flavour=flavour, package=package, release=release, vmlinuz=vmlinuz,
                     system_map=kernel / 'boot' / ('System.map-' + release),

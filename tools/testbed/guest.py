@@ -516,7 +516,8 @@ class Guest:
         """Make the guest write one byte to the debug port, as the guest trigger does."""
         if len(byte) != 1:
             raise ValueError('trigger takes one byte, not %r' % (byte,))
-        self.run("printf '\\%03o' | %s" % (byte[0], testbed_assets.GUEST_OUTB_PROGRAM))
+        self.run('%s --port 0x%x 0x%02x' % (testbed_assets.GUEST_TRIGGER_PROGRAM,
+                                            testbed_assets.DEBUGCON_PORT, byte[0]))
 
     def spawn(self, name, count=1, timeout=None):
         """Start ``count`` idle processes whose comm is ``name``; return their pids.
