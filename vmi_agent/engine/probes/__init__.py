@@ -14,6 +14,13 @@
 
 Each probe is a :class:`~vmi_agent.engine.probes.base.Probe` registered in the
 ``vmi_agent.probes`` entry-point namespace, so a deployment can add its own.
+
+Modules here: one per probe (``pslist``, ``modules``, ``syscalls``, ``idt``,
+``hidden_tasks``, ``hidden_modules``, ``creds``, ``kernel_text``), and what several of
+them share: ``base`` (the Probe and Finding types), ``kernel_code`` (is an address a
+function start in kernel text, which module holds it), and kernel_text's parts:
+``patch_sites`` (the kernel's own legitimate text patching), ``image_diff`` (what
+differs from the baseline) and ``image_mapping`` (is the image mapped to its own pages).
 :func:`run_probes` runs several against one attached kernel; a probe that fails (bad
 guest data, or a bug) gets its own error and the others still run.
 """
