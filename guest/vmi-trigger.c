@@ -27,11 +27,13 @@
 
 /*
  * The VMFUNC leaf (EAX) that the nova-vmi Xen patch (xen-patch/) reserves for the
- * trigger.  The hypervisor patch defines the value; this copy must match it.  No CPU
- * implements leaf 0x56 ('V'), so without the patch the VM exit ends in #UD.
+ * trigger: XEN_VMI_VMFUNC_LEAF in its public/trace.h; this copy must match it.  The
+ * SDM: VMFUNC with EAX >= 64 is #UD without a VM exit, and a leaf 0-63 whose
+ * VM-function control bit is clear exits (reason 59).  Leaf 0 is EPTP switching and
+ * 1-63 are reserved; 63 is the one Intel is least likely to define.
  */
 #ifndef VMI_VMFUNC_LEAF
-#define VMI_VMFUNC_LEAF 0x56
+#define VMI_VMFUNC_LEAF 0x3f
 #endif
 
 /* RCX at an intercepted RDTSC that marks a trigger ('VMIT'); RDTSC writes only EDX:EAX. */

@@ -84,7 +84,7 @@ def test_vmfunc_without_patched_hypervisor_exits_3(trigger, args):
     assert proc.returncode == 3, proc
     assert proc.stdout == ''
     assert proc.stderr == ('vmi-trigger: VMFUNC raised #UD (SIGILL): no hypervisor here '
-                           'handles VMI leaf 0x56\n')
+                           'handles VMI leaf 0x3f\n')
 
 
 @pytest.mark.parametrize('args', [[], ['7', '8', '9']], ids=repr)
