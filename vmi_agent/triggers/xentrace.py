@@ -211,24 +211,24 @@ def decode_trigger(record):
     What did not fit: the high 32 bits of RDI, RSI and RDX. The arguments are the guest's
     hints (which probes, a request id), and 32 bits each is plenty for that.
     """
-    if record.event != TRC_HVM_VMI_TRIGGER:
-        raise TraceFormatError('event %#x is not TRC_HVM_VMI_TRIGGER' % record.event)
-    if len(record.extra) != 7:
-        raise TraceFormatError('TRC_HVM_VMI_TRIGGER has %d extra words, expected 7'
-                               % len(record.extra))
-    w = record.extra
+    w = _extra_words(record, TRC_HVM_VMI_TRIGGER, 'TRC_HVM_VMI_TRIGGER', 7)
     return Trigger(domid=w[0] & 0xffff, vcpu=w[0] >> 16, leaf=w[1],
                    arg0=w[4], arg1=w[5], arg2=w[6], rip=w[2] | (w[3] << 32))
 
 
+def _extra_words(record, event, name, count):
+    """The record's extra words, after checking it is ``event`` with ``count`` of them."""
+    if record.event != event:
+        raise TraceFormatError('event %#x is not %s' % (record.event, name))
+    if len(record.extra) != count:
+        raise TraceFormatError('%s has %d extra words, expected %d'
+                               % (name, len(record.extra), count))
+    return record.extra
+
+
 def decode_lost(record):
     """Decode a TRC_LOST_RECORDS record (layout: xen/common/trace.c)."""
-    if record.event != TRC_LOST_RECORDS:
-        raise TraceFormatError('event %#x is not TRC_LOST_RECORDS' % record.event)
-    if len(record.extra) != 4:
-        raise TraceFormatError('TRC_LOST_RECORDS has %d extra words, expected 4'
-                               % len(record.extra))
-    w = record.extra
+    w = _extra_words(record, TRC_LOST_RECORDS, 'TRC_LOST_RECORDS', 4)
     return Lost(cpu=record.cpu, count=w[0], domid=w[1] & 0xffff, vcpu=w[1] >> 16,
                 first_tsc=w[2] | (w[3] << 32))
 
