@@ -176,15 +176,21 @@ def test_syscall_table_slot_redirected_into_the_middle_of_a_function(fresh_guest
     assert run(kernel, ['syscalls'])['syscalls'].findings == []
 
 
+def gate_low_word(original, target):
+    """A gate's first 8 bytes re-pointed at ``target`` (same upper 32 address bits).
+
+    Offset bits 0-15 and 16-31 live in those bytes; bits 32-63 are in the next 8.
+    """
+    return ((original & 0x0000ffffffff0000) | (target & 0xffff)
+            | ((target >> 16) & 0xffff) << 48)
+
+
 def test_idt_gate_redirected_into_a_module(fresh_guest, kernel, crc7_text):
     gate = kernel.symbol('idt_table') + VECTOR * 16
     original = load_u64(fresh_guest, kernel, gate)
     hook = crc7_text[0] + 0x20
     assert hook >> 32 == load_u64(fresh_guest, kernel, gate + 8) & 0xffffffff
-    # Offset bits 0-15 and 16-31 live in the gate's first 8 bytes; 32-63 are unchanged.
-    hooked_gate = ((original & 0x0000ffffffff0000) | (hook & 0xffff)
-                   | ((hook >> 16) & 0xffff) << 48)
-    store_u64(fresh_guest, kernel, gate, hooked_gate)
+    store_u64(fresh_guest, kernel, gate, gate_low_word(original, hook))
     try:
         results = run(kernel, ['idt'])
     finally:
@@ -204,9 +210,7 @@ def test_idt_gate_swapped_with_another_vectors_stub(fresh_guest, kernel):
     gate = kernel.symbol('idt_table') + VECTOR * 16
     original = load_u64(fresh_guest, kernel, gate)
     stub = kernel.symbol('irq_entries_start') + (VECTOR + 1 - 0x20) * 8
-    swapped = ((original & 0x0000ffffffff0000) | (stub & 0xffff)
-               | ((stub >> 16) & 0xffff) << 48)
-    store_u64(fresh_guest, kernel, gate, swapped)
+    store_u64(fresh_guest, kernel, gate, gate_low_word(original, stub))
     try:
         [hooked] = run(kernel, ['idt'])['idt'].findings
     finally:
