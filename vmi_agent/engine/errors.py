@@ -50,3 +50,7 @@ class ProfileError(VMIError):
 
 class GuestDataError(VMIError):
     """A guest structure is corrupt: a cycle, a wild pointer, a garbage count."""
+
+
+class Interrupted(VMIError):
+    """The caller stopped the reads: a probe ran past its time limit."""

@@ -24,7 +24,7 @@ Translations are cached per page until :meth:`AddressSpace.flush` (a run flushes
 start, so a guest that changes its page tables is seen at the next run).
 """
 
-from vmi_agent.engine.errors import MemoryAccessError, TranslationError
+from vmi_agent.engine.errors import Interrupted, MemoryAccessError, TranslationError
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -60,9 +60,12 @@ class AddressSpace:
         # mapping at vaddr - base (see read()).
         self._map = self._view = None
         self._fast_lo = self._fast_hi = self._fast_base = 0
+        self._page_offset_base = None
+        self._interrupted = None
 
     def set_direct_map(self, page_offset_base):
         """Declare where the kernel's direct map of all physical memory starts."""
+        self._page_offset_base = page_offset_base
         top = max(end for _, end in self.memory.ranges())
         self._dm_start = page_offset_base
         self._dm_end = page_offset_base + top
@@ -76,8 +79,27 @@ class AddressSpace:
         """Forget cached translations (the guest may have changed its page tables)."""
         self._cache.clear()
 
+    def interrupt(self, reason):
+        """Make every later read raise :class:`Interrupted` until :meth:`resume`.
+
+        This is how a caller stops a probe that runs too long (from another thread:
+        probes are plain loops over reads).  The fast paths below carry no check; this
+        switches them off, and the slow path checks.
+        """
+        self._interrupted = reason
+        self._fast_lo, self._fast_hi = 1, 0
+        self._dm_start = self._dm_end = 0
+
+    def resume(self):
+        """Undo :meth:`interrupt`."""
+        self._interrupted = None
+        if self._page_offset_base is not None:
+            self.set_direct_map(self._page_offset_base)
+
     def translate(self, vaddr):
         """Return the guest-physical address of ``vaddr`` or raise TranslationError."""
+        if self._interrupted is not None:
+            raise Interrupted(self._interrupted)
         if self._dm_start <= vaddr < self._dm_end:
             return vaddr - self._dm_start
         page = vaddr >> PAGE_SHIFT
@@ -117,6 +139,8 @@ class AddressSpace:
             # Slab objects (tasks, creds) in low RAM: plain arithmetic, one slice.
             off = vaddr - self._fast_base
             return self._map[off:off + size]
+        if self._interrupted is not None:
+            raise Interrupted(self._interrupted)
         if size > MAX_READ or size < 0:
             raise TranslationError(vaddr, 'refusing a read of %d bytes' % size)
         try:

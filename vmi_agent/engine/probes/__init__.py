@@ -25,7 +25,9 @@ differs from the baseline) and ``image_mapping`` (is the image mapped to its own
 guest data, or a bug) gets its own error and the others still run.
 """
 
+import contextlib
 import functools
+import threading
 import time
 
 import stevedore
@@ -62,10 +64,46 @@ def requirements():
     return sorted(structs), sorted(enums), sorted(symbols)
 
 
-def run_probe(kernel, name, context=None):
-    """Run one probe; never raises for what the guest or the probe did wrong."""
+@contextlib.contextmanager
+def _time_limit(kernel, seconds, name):
+    """Interrupt ``kernel``'s reads when the body runs past ``seconds`` (None: never).
+
+    The timer thread and the body agree under a lock, so that a timer firing just as
+    the probe ends cannot interrupt the next one.
+    """
+    if not seconds:
+        yield
+        return
+    lock = threading.Lock()
+    done = False
+
+    def expire():
+        with lock:
+            if not done:
+                kernel.space.interrupt('probe %s ran past its %gs time limit'
+                                       % (name, seconds))
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
     try:
-        return get(name)(context).run(kernel)
+        yield
+    finally:
+        with lock:
+            done = True
+        timer.cancel()
+        kernel.space.resume()
+
+
+def run_probe(kernel, name, context=None, timeout=None):
+    """Run one probe; never raises for what the guest or the probe did wrong.
+
+    ``timeout`` (seconds) stops a probe at its next read of guest memory once it has
+    run that long; it then reports an ``Interrupted`` error.
+    """
+    try:
+        with _time_limit(kernel, timeout, name):
+            return get(name)(context).run(kernel)
     except VMIError as exc:
         return ProbeResult(error='%s: %s' % (type(exc).__name__, exc))
     except Exception as exc:  # a probe bug must not take the others down
@@ -73,16 +111,17 @@ def run_probe(kernel, name, context=None):
                            % (name, type(exc).__name__, exc))
 
 
-def run_probes(kernel, names, context=None):
+def run_probes(kernel, names, context=None, timeout=None):
     """``({name: ProbeResult}, {name: seconds})`` for each probe, in order.
 
-    ``context`` is handed to every probe (see :class:`Probe`).
+    ``context`` is handed to every probe (see :class:`Probe`); ``timeout`` limits each
+    probe (see :func:`run_probe`).
     """
     kernel.flush()
     results, timings = {}, {}
     for name in names:
         start = time.perf_counter()
-        results[name] = run_probe(kernel, name, context)
+        results[name] = run_probe(kernel, name, context, timeout)
         timings[name] = time.perf_counter() - start
     return results, timings
 
