@@ -24,7 +24,10 @@ gives tests both sides:
   :meth:`Guest.put` and :meth:`Guest.insmod_file` for a module built for the test, ...);
 - the host's view: the RAM file (:attr:`Guest.ram_path`, :meth:`Guest.read`,
   :meth:`Guest.write_u64`), QMP (:attr:`Guest.qmp`, :meth:`Guest.pause`, :meth:`Guest.dump`)
-  and the debug port the guest's trigger writes to (:attr:`Guest.debugcon_path`).
+  and the debug port the guest's trigger writes to (:attr:`Guest.debugcon_path`);
+- what the agent's ``qemu`` driver needs to find it: a second QMP socket for the agent
+  (:attr:`Guest.agent_qmp_path`) and a guest descriptor (:meth:`Guest.write_descriptor`),
+  and a way to make it vanish (:meth:`Guest.kill`).
 
 The serial protocol is described with its guest half, ``assets.SERIAL_SHELL``.  KASLR stays
 on, as in production.  ``python -m tools.testbed.guest`` boots a guest for a developer.
@@ -48,6 +51,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid as uuid_module
 import weakref
 from pathlib import Path
 from typing import NamedTuple
@@ -240,9 +244,12 @@ class Guest:
     file deleted, when it is garbage-collected or the interpreter exits.
     """
 
-    def __init__(self, flavour='amd64', memory_mb=256, assets=None, boot_timeout=60.0):
+    def __init__(self, flavour='amd64', memory_mb=256, assets=None, boot_timeout=60.0,
+                 uuid=None):
         self.assets = assets or testbed_assets.ensure_assets(flavour)
         self.memory_mb = memory_mb
+        #: The guest's instance UUID, as Nova would give it.
+        self.uuid = str(uuid_module.UUID(uuid)) if uuid else str(uuid_module.uuid4())
         self._lock = threading.RLock()
         self._broken = None
         self._spawned = set()
@@ -263,6 +270,8 @@ class Guest:
         res.tmpdir = Path(tempfile.mkdtemp(prefix=prefix))
         res.ram_path = SHM_DIR / (prefix + secrets.token_hex(6))
         self.qmp_path = res.tmpdir / 'qmp.sock'
+        # QEMU serves one client per QMP socket: the test bed keeps qmp_path for itself.
+        self.agent_qmp_path = res.tmpdir / 'agent-qmp.sock'
         self.debugcon_path = res.tmpdir / 'debugcon.sock'
         self.console_path = res.tmpdir / 'console.sock'
         self.qemu_log = res.tmpdir / 'qemu.log'
@@ -323,6 +332,7 @@ class Guest:
             '-kernel', str(self.assets.vmlinuz), '-initrd', str(self.assets.initramfs),
             '-append', KERNEL_ARGS,
             '-qmp', 'unix:%s,server=on,wait=off' % self.qmp_path,
+            '-qmp', 'unix:%s,server=on,wait=off' % self.agent_qmp_path,
             '-chardev', 'socket,id=con,path=%s' % self.console_path,
             '-serial', 'chardev:con',
             '-chardev', 'socket,id=dbg,path=%s,server=on,wait=off' % self.debugcon_path,
@@ -350,6 +360,16 @@ class Guest:
         """Stop QEMU and delete the RAM file and the temporary directory; idempotent."""
         self._finalizer()
 
+    def kill(self):
+        """SIGKILL QEMU and wait for it: the guest vanishes as if QEMU crashed.
+
+        The RAM file and the sockets' files stay until :meth:`close`.
+        """
+        proc = self._res.proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
     def __enter__(self):
         return self
 
@@ -362,6 +382,30 @@ class Guest:
     def ram_path(self):
         """The file that backs guest RAM (``/dev/shm/nova-vmi-...``)."""
         return self._res.ram_path
+
+    def descriptor(self):
+        """The guest descriptor the agent's ``qemu`` driver reads (``[qemu] guest_dir``)."""
+        return {
+            'uuid': self.uuid,
+            'name': 'testbed-%s' % self.uuid[:8],
+            'ram_path': str(self.ram_path),
+            'qmp_path': str(self.agent_qmp_path),
+            'debugcon_path': str(self.debugcon_path),
+            'machine': 'q35',
+        }
+
+    def write_descriptor(self, directory):
+        """Write :meth:`descriptor` as ``<directory>/<uuid>.json``, atomically; its path."""
+        path = Path(directory) / ('%s.json' % self.uuid)
+        fd, tmp = tempfile.mkstemp(prefix='.%s.' % self.uuid, suffix='.tmp', dir=directory)
+        try:
+            with os.fdopen(fd, 'w') as f:
+                json.dump(self.descriptor(), f, indent=2)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
 
     @property
     def vmlinuz(self):

@@ -36,6 +36,9 @@ import socket
 import threading
 import time
 
+#: Reads of 64 KiB at most per :meth:`QMPClient.closed_by_peer`.
+_DRAIN_CHUNKS = 16
+
 
 class QMPError(Exception):
     """Base class of the errors this client raises."""
@@ -198,6 +201,54 @@ class QMPClient:
                 raise QMPConnectionError('QEMU closed %s while waiting for %s'
                                          % (self.path, command))
             return chunk
+
+    def closed_by_peer(self):
+        """Whether QEMU closed the connection (it exited), told without a round trip.
+
+        Reads what is pending on the socket without waiting: events are kept for
+        :meth:`events` (bounded), stray replies dropped; end-of-file or a socket error
+        means the peer is gone.  While a command is in flight the answer is False: that
+        command finds out itself.  A closed client counts as closed.
+        """
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if self._sock is None:
+                return True
+            try:
+                return self._drain_pending()
+            finally:
+                if self._sock is not None:
+                    self._sock.settimeout(self.timeout)
+        finally:
+            self._lock.release()
+
+    def _drain_pending(self):
+        """Read without blocking (at most ``_DRAIN_CHUNKS`` reads); True at end-of-file."""
+        self._sock.setblocking(False)
+        for _ in range(_DRAIN_CHUNKS):
+            try:
+                chunk = self._sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return False
+            except OSError:
+                return True
+            if not chunk:
+                return True
+            self._buffer += chunk
+            self._absorb_complete_lines()
+        return False
+
+    def _absorb_complete_lines(self):
+        """Keep the events among the complete lines buffered while no command waits."""
+        *lines, self._buffer = self._buffer.split(b'\n')
+        for line in lines:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(message, dict) and 'event' in message:
+                self._events.append(message)
 
     def close(self):
         """Close the socket (QEMU keeps running); safe to call twice."""

@@ -46,6 +46,18 @@ def replace_dir(parent, name, files):
         raise
 
 
+def write_file_atomic(path, data):
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    fd, tmp = tempfile.mkstemp(prefix='.tmp-', dir=os.path.dirname(path) or '.')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
 class LazyFile:
     """A file's bytes, read on first use: most runs need neither a profile's BTF nor a
     baseline's page copies.  Read errors and files over ``limit`` bytes raise ``error``.

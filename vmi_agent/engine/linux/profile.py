@@ -30,6 +30,7 @@ import os
 from vmi_agent.engine.errors import ProfileError
 from vmi_agent.engine.linux.layout import Layout
 from vmi_agent.engine.linux.symbols import SymbolTable
+from vmi_agent.engine import storage
 from vmi_agent.engine.storage import LazyFile, cache_path, read_json, replace_dir
 
 FORMAT = 1
@@ -194,10 +195,7 @@ class ProfileStore:
     def remember_image(self, digest, key):
         d = os.path.join(self.path, 'images')
         os.makedirs(d, exist_ok=True)
-        tmp = os.path.join(d, '.%s.%d' % (digest, os.getpid()))
-        with open(tmp, 'w') as f:
-            f.write(key)
-        os.replace(tmp, os.path.join(d, digest))
+        storage.write_file_atomic(os.path.join(d, digest), key.encode())
 
     def operator_file(self, kind, release):
         """An operator-supplied ``<kind>-<release>`` file in the store, or None."""

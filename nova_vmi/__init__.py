@@ -1,0 +1,18 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""nova-vmi's control plane, and the contracts it shares with the agent.
+
+``nova_vmi.objects`` (versioned payloads) and ``nova_vmi.rpc`` (the agent RPC API) are
+the only modules the agent imports from here; nothing in this package imports
+``vmi_agent``.
+"""

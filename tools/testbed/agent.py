@@ -1,0 +1,128 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""A ``vmi-agent`` process for tests, benchmarks and the demo.
+
+Writes a config file for the given guests and message bus, starts the agent as its own
+process (as an operator would run it), and stops it.  The agent runs on the real
+oslo.messaging transport it is given: RabbitMQ in functional tests.
+"""
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from vmi_agent.engine.linux.profile import default_store_path
+
+RABBIT_URL = os.environ.get('NOVA_VMI_RABBIT_URL', 'rabbit://guest:guest@127.0.0.1:5672/')
+
+
+class AgentProcess:
+    """``vmi-agent`` with the qemu driver over a descriptor directory of test-bed guests.
+
+    ``host`` and ``topic`` default to fresh names, so that several agents (and test
+    runs) share one broker without hearing each other.  Extra ``options`` are
+    ``{'[group] name': value}`` or ``{'name': value}`` for ``[DEFAULT]``.
+    """
+
+    def __init__(self, transport_url=RABBIT_URL, host=None, topic=None, options=None,
+                 workdir=None):
+        self.transport_url = transport_url
+        self.host = host or 'vmi-test-%s' % secrets.token_hex(4)
+        self.topic = topic or 'vmi_notifications_%s' % secrets.token_hex(4)
+        self._tmp = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix='vmi-agent-')
+            workdir = self._tmp.name
+        self.workdir = workdir
+        self.guest_dir = os.path.join(workdir, 'guests')
+        self.state_dir = os.path.join(workdir, 'state')
+        self.log_path = os.path.join(workdir, 'agent.log')
+        self.config_path = os.path.join(workdir, 'vmi-agent.conf')
+        os.makedirs(self.guest_dir, exist_ok=True)
+        self.options = {
+            'host': self.host,
+            'transport_url': transport_url,
+            '[agent] driver': 'qemu',
+            '[agent] state_dir': self.state_dir,
+            # Shared with the engine's tests: a kernel is profiled once per build.
+            '[agent] profile_dir': default_store_path(),
+            '[agent] heartbeat_interval': 2,
+            '[agent] guest_refresh_interval': 1,
+            '[qemu] guest_dir': self.guest_dir,
+            '[notifications] topic': self.topic,
+        }
+        self.options.update(options or {})
+        self.proc = None
+
+    def add_guest(self, guest):
+        """Make a test-bed ``Guest`` visible to the agent (its next refresh sees it)."""
+        return guest.write_descriptor(self.guest_dir)
+
+    def write_config(self):
+        groups = {}
+        for key, value in self.options.items():
+            group, name = (key[1:].split('] ', 1) if key.startswith('[')
+                           else ('DEFAULT', key))
+            groups.setdefault(group, []).append('%s = %s' % (name, value))
+        with open(self.config_path, 'w') as f:
+            for group, lines in groups.items():
+                f.write('[%s]\n%s\n\n' % (group, '\n'.join(lines)))
+        return self.config_path
+
+    def start(self):
+        self.write_config()
+        log = open(self.log_path, 'ab')
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, '-m', 'vmi_agent.cmd.agent', '--config-file',
+                 self.config_path, '--log-file', self.log_path, '--debug'],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        finally:
+            log.close()
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines=40):
+        """The end of the agent's log, for failure messages."""
+        try:
+            with open(self.log_path, errors='replace') as f:
+                return ''.join(f.readlines()[-lines:])
+        except OSError:
+            return ''
+
+    def stop(self, timeout=20):
+        """SIGTERM the agent (the launcher stops its worker), SIGKILL if it lingers."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
