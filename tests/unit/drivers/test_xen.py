@@ -34,11 +34,11 @@ from vmi_agent.drivers import base
 from vmi_agent.drivers import xen
 from vmi_agent.drivers import xenlibs
 from vmi_agent.drivers import xenmemory
+from vmi_agent.engine import probes
 from vmi_agent.engine.errors import MemoryAccessError
 from vmi_agent.engine.linux.kernel import LinuxKernel
 from vmi_agent.engine.linux.locate import locate
 from vmi_agent.engine.paging import AddressSpace
-from vmi_agent.engine import probes
 
 PAGE = xenlibs.PAGE_SIZE
 XCH, FMEM, XSH = 0x1000, 0x2000, 0x3000
