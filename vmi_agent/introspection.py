@@ -128,15 +128,26 @@ class Introspector:
 
     @contextlib.contextmanager
     def _consistent(self, handle, run):
+        """Hold the guest in the run's consistency mode; record how long it was paused.
+
+        A snapshot may report pages the guest wrote while the probes read them (Xen's
+        altp2m view detects writes; it does not stop them): that is logged.
+        """
         if run.consistency == 'pause':
-            with handle.pause() as pause:
-                yield
-            run.pause_seconds = round(pause.seconds, 6)
+            hold = handle.pause()
         elif run.consistency == 'snapshot':
-            with handle.snapshot():
-                yield
+            hold = handle.snapshot()
         else:
+            hold = contextlib.nullcontext()
+        with hold as record:
             yield
+        if record is not None:
+            run.pause_seconds = round(record.seconds, 6)
+        written = getattr(record, 'written_while_read', None)
+        if written:
+            LOG.warning('run %s on %s: the guest wrote %d of the pages the probes read '
+                        'during the snapshot; their records may be torn', run.run_id,
+                        run.instance_uuid, len(written))
 
     def _run_probes(self, kernel, run):
         context = {'guest_id': run.instance_uuid, 'state_dir': self.state_dir}

@@ -67,7 +67,7 @@ class AgentService(service.Service):
         self.manager.start()
         target = messaging.Target(topic=rpc.TOPIC, server=conf.host)
         self._server = messaging.get_rpc_server(
-            transport, target, [self.manager], executor='threading',
+            transport, target, [self.manager],
             serializer=objects_base.VMIObjectSerializer())
         self._server.start()
         self.tg.add_timer_args(conf.agent.guest_refresh_interval,

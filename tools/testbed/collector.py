@@ -69,8 +69,7 @@ class NotificationCollector:
         self._cond = threading.Condition()
         self.received = []
         self._listener = messaging.get_notification_listener(
-            self._transport, [messaging.Target(topic=topic)], [_Endpoint(self)],
-            executor='threading')
+            self._transport, [messaging.Target(topic=topic)], [_Endpoint(self)])
 
     def add(self, note):
         with self._cond:

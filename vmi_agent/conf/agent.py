@@ -16,6 +16,8 @@ import socket
 
 from oslo_config import cfg
 
+from nova_vmi.conf import groups
+
 from nova_vmi.objects import notification
 
 default_opts = [
@@ -80,10 +82,8 @@ notification_opts = [
 
 def register_opts(conf):
     conf.register_opts(default_opts)
-    conf.register_group(AGENT)
-    conf.register_opts(agent_opts, group=AGENT)
-    conf.register_group(NOTIFICATIONS)
-    conf.register_opts(notification_opts, group=NOTIFICATIONS)
+    groups.register(conf, AGENT, agent_opts)
+    groups.register(conf, NOTIFICATIONS, notification_opts)
 
 
 def list_opts():

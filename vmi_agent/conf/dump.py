@@ -14,6 +14,8 @@
 
 from oslo_config import cfg
 
+from nova_vmi.conf import groups
+
 GROUP = cfg.OptGroup('dump', title='dump driver',
                      help='Offline analysis: each guest is a memory image file.')
 
@@ -27,8 +29,7 @@ opts = [
 
 
 def register_opts(conf):
-    conf.register_group(GROUP)
-    conf.register_opts(opts, group=GROUP)
+    groups.register(conf, GROUP, opts)
 
 
 def list_opts():

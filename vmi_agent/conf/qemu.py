@@ -14,6 +14,8 @@
 
 from oslo_config import cfg
 
+from nova_vmi.conf import groups
+
 GROUP = cfg.OptGroup('qemu', title='qemu driver',
                      help='Live guests whose RAM QEMU keeps in a shared file: guests '
                           'described by files in ``guest_dir`` and, if ``libvirt_uri`` is '
@@ -45,8 +47,7 @@ opts = [
 
 
 def register_opts(conf):
-    conf.register_group(GROUP)
-    conf.register_opts(opts, group=GROUP)
+    groups.register(conf, GROUP, opts)
 
 
 def list_opts():

@@ -14,6 +14,8 @@
 
 from oslo_config import cfg
 
+from nova_vmi.conf import groups
+
 GROUP = cfg.OptGroup('xen', title='xen driver',
                      help='Guests of the Xen hypervisor this agent runs in dom0 of, read '
                           'through libxenctrl and libxenforeignmemory; guest triggers '
@@ -55,11 +57,7 @@ opts = [
 
 
 def register_opts(conf):
-    # A fresh OptGroup per ConfigOpts: register_group() keeps a shallow copy of the one
-    # it is given, whose option table (and so every set_override) would otherwise be
-    # shared by all the ConfigOpts the module-level GROUP was registered on.
-    conf.register_group(cfg.OptGroup(GROUP.name, title=GROUP.title, help=GROUP.help))
-    conf.register_opts(opts, group=GROUP.name)
+    groups.register(conf, GROUP, opts)
 
 
 def list_opts():

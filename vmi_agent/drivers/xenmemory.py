@@ -70,13 +70,14 @@ class Chunk:
 class ForeignMemory:
     """The RAM of domain ``domid`` through ``libs.fmem`` (see the module docstring)."""
 
-    path = None
-
     def __init__(self, libs, fmem, domid, max_gpfn, tot_pages, chunk_pages=512,
                  cache_chunks=64):
         self._libs = libs
         self._fmem = fmem
         self.domid = domid
+        #: Not a file: the key the engine's per-source caches (attach's VMCOREINFO
+        #: hints) use, one per domain.
+        self.path = 'xen:domain/%d' % domid
         self.limit = max_gpfn + 1           # gfns [0, limit) may exist
         self.tot_pages = tot_pages
         self.chunk_pages = chunk_pages

@@ -63,6 +63,9 @@ READ_SIZE = 64 * 1024
 STDERR_LINES = 20
 STDERR_LINE = 500
 STOP_TIMEOUT = 5.0
+#: At most one lost-records warning this often (a guest that floods the buffers must
+#: not flood the log too); the others go to debug, and stats count them all.
+LOST_WARNING_INTERVAL = 60.0
 
 
 @dataclasses.dataclass
@@ -104,6 +107,7 @@ class XentraceSource(base.TriggerSource):
         self._stopping = threading.Event()
         self._thread = None
         self._proc = None
+        self._lost_warned_at = None
 
     # -- watching ------------------------------------------------------------------------
     def watch(self, info):
@@ -208,7 +212,11 @@ class XentraceSource(base.TriggerSource):
                 if not data:
                     break
                 for record in parser.feed(data):
-                    self._handle(record)
+                    try:
+                        self._handle(record)
+                    except Exception:
+                        # A bug here must cost one record, not the trace session.
+                        LOG.exception('xentrace: cannot handle %s', record)
         finally:
             _terminate(proc)
             drain.join(STOP_TIMEOUT)
@@ -259,9 +267,15 @@ class XentraceSource(base.TriggerSource):
             LOG.debug('xentrace: %s', exc)
             return
         self.stats.lost_records += lost.count
-        LOG.warning('xentrace: Xen dropped %d trace records on cpu %d (the first from '
-                    'domain %d); guest triggers may have been lost: raise [xen] '
-                    'trace_buffer_pages', lost.count, lost.cpu, lost.domid)
+        now = time.monotonic()
+        level = logging.DEBUG
+        if self._lost_warned_at is None or now - self._lost_warned_at >= LOST_WARNING_INTERVAL:
+            self._lost_warned_at = now
+            level = logging.WARNING
+        LOG.log(level, 'xentrace: Xen dropped %d trace records on cpu %d (the first from '
+                'domain %d; %d lost so far); guest triggers may have been lost: raise '
+                '[xen] trace_buffer_pages', lost.count, lost.cpu, lost.domid,
+                self.stats.lost_records)
 
 
 def _drain(stream, tail):

@@ -395,6 +395,7 @@ def test_open_then_read_maps_one_chunk_and_close_unmaps_it():
     assert args[1] == 3 and args[3] == 16 and list(args[4]) == list(range(16)), \
         'the chunk around the read is mapped: domain 3, gfns 0..15'
     assert rec.calls[1][1][1:3] == (3, 1), 'open looks up exactly that domain'
+    assert handle.memory.path == 'xen:domain/3', 'engine caches key the memory by domain'
 
 
 def test_read_across_chunks_joins_both():

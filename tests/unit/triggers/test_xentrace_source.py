@@ -231,6 +231,15 @@ def test_missing_xentrace_is_logged_and_stop_still_works(tmp_path, caplog):
     assert source.stats.starts == 0 and source._thread is None, 'nothing ran; stopped'
 
 
+def test_lost_records_warn_once_per_interval(caplog):
+    source = xs.XentraceSource(Fired())
+    for count in (3, 4, 5):
+        source._handle(xt.Record(1, xt.TRC_LOST_RECORDS, 9, (count, 7, 0, 0)))
+    warnings = [r for r in caplog.records if r.levelname == 'WARNING']
+    assert len(warnings) == 1, 'a flood of losses is one warning, not a log flood'
+    assert source.stats.lost_records == 12, 'every loss is counted'
+
+
 def test_watch_ignores_guests_without_a_domain_id():
     source = xs.XentraceSource(Fired())
     for address in (None, 'seven', '0', '32752'):

@@ -1,0 +1,29 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Errors of the database layer that callers act on.
+
+oslo.db's own errors (``DBConnectionError``, ``DBDeadlock``...) pass through unchanged:
+the listener requeues a notification on them.
+"""
+
+
+class DBError(Exception):
+    """Base of nova-vmi's database errors."""
+
+
+class MarkerNotFound(DBError):
+    """A pagination marker names no row the query could return."""
+
+    def __init__(self, marker):
+        super().__init__('marker %s not found' % marker)
+        self.marker = marker

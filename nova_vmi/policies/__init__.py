@@ -1,0 +1,27 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""nova-vmi's policy rules, in code (``oslo.policy.policies = nova-vmi``)."""
+
+import itertools
+
+from nova_vmi.policies import agents
+from nova_vmi.policies import base
+from nova_vmi.policies import findings
+from nova_vmi.policies import instance_policy
+from nova_vmi.policies import runs
+
+
+def list_rules():
+    return list(itertools.chain(base.list_rules(), agents.list_rules(),
+                                instance_policy.list_rules(), runs.list_rules(),
+                                findings.list_rules()))
