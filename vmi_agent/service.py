@@ -85,6 +85,7 @@ class AgentService(service.Service):
         super().stop(graceful)
         if self.manager is not None:
             self.manager.stop()
+            self.manager.notifier.stop()
             self.manager.driver.close()
         for transport in self._transports:
             transport.cleanup()

@@ -105,6 +105,7 @@ def manager(conf, image, notes, monkeypatch):
     mgr.start()
     yield mgr
     mgr.stop()
+    mgr.notifier.stop()
 
 
 def _request(uuid, probes, **kw):
