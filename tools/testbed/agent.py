@@ -19,12 +19,9 @@ oslo.messaging transport it is given: RabbitMQ in functional tests.
 
 import os
 import secrets
-import signal
-import subprocess
-import sys
 import tempfile
-import time
 
+from tools.testbed import services
 from vmi_agent.engine.linux.profile import default_store_path
 
 RABBIT_URL = os.environ.get('NOVA_VMI_RABBIT_URL', 'rabbit://guest:guest@127.0.0.1:5672/')
@@ -66,57 +63,33 @@ class AgentProcess:
             '[notifications] topic': self.topic,
         }
         self.options.update(options or {})
-        self.proc = None
+        self.service = None
 
     def add_guest(self, guest):
         """Make a test-bed ``Guest`` visible to the agent (its next refresh sees it)."""
         return guest.write_descriptor(self.guest_dir)
 
-    def write_config(self):
-        groups = {}
-        for key, value in self.options.items():
-            group, name = (key[1:].split('] ', 1) if key.startswith('[')
-                           else ('DEFAULT', key))
-            groups.setdefault(group, []).append('%s = %s' % (name, value))
-        with open(self.config_path, 'w') as f:
-            for group, lines in groups.items():
-                f.write('[%s]\n%s\n\n' % (group, '\n'.join(lines)))
-        return self.config_path
-
     def start(self):
-        self.write_config()
-        log = open(self.log_path, 'ab')
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, '-m', 'vmi_agent.cmd.agent', '--config-file',
-                 self.config_path, '--log-file', self.log_path, '--debug'],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
-        finally:
-            log.close()
+        services.write_config(self.config_path, self.options)
+        self.service = services.ServiceProcess('vmi_agent.cmd.agent', self.config_path,
+                                               self.log_path).start()
         return self
 
+    @property
+    def proc(self):
+        return self.service.proc if self.service else None
+
     def alive(self):
-        return self.proc is not None and self.proc.poll() is None
+        return self.service is not None and self.service.alive()
 
     def log_tail(self, lines=40):
         """The end of the agent's log, for failure messages."""
-        try:
-            with open(self.log_path, errors='replace') as f:
-                return ''.join(f.readlines()[-lines:])
-        except OSError:
-            return ''
+        return self.service.log_tail(lines) if self.service else ''
 
     def stop(self, timeout=20):
         """SIGTERM the agent (the launcher stops its worker), SIGKILL if it lingers."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while self.proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if self.proc.poll() is None:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        if self.service is not None:
+            self.service.stop(timeout)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
