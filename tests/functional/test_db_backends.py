@@ -13,19 +13,15 @@
 """The database API, migrations and nova-vmi-manage on MariaDB and PostgreSQL.
 
 The test bodies are tests/unit/db/api_cases.py's, run here on a fresh database of each
-server (created for the test class and dropped after it).  The servers default to
-``mysql+pymysql://root@127.0.0.1:3306`` and ``postgresql+psycopg2://postgres@127.0.0.1:5432``;
-``NOVA_VMI_MYSQL_URL`` and ``NOVA_VMI_PGSQL_URL`` override them (the server part only:
-the test adds its own database name).
+server (created for the test class and dropped after it; see ``databases.py`` for the
+servers and how to point the tests at others).
 """
 
 import concurrent.futures
-import os
 
 from alembic import autogenerate
 from alembic import migration as alembic_migration
 from oslo_db import exception as oslo_db_exc
-from oslo_utils import uuidutils
 import pytest
 import sqlalchemy as sa
 
@@ -34,44 +30,15 @@ from nova_vmi.cmd import manage
 from nova_vmi.db import api as db_api
 from nova_vmi.db import migration
 from nova_vmi.db import models
+from tests.functional import databases
 from tests.unit.db import api_cases
 
-SERVERS = {
-    'mysql': ('NOVA_VMI_MYSQL_URL', 'mysql+pymysql://root@127.0.0.1:3306'),
-    'postgresql': ('NOVA_VMI_PGSQL_URL', 'postgresql+psycopg2://postgres@127.0.0.1:5432'),
-}
-#: The database each server has for the test to connect to while it creates its own.
-ADMIN_DATABASE = {'mysql': None, 'postgresql': 'postgres'}
 
-
-def _server_url(backend):
-    variable, default = SERVERS[backend]
-    return sa.engine.make_url(os.environ.get(variable, default))
-
-
-@pytest.fixture(scope='module', params=sorted(SERVERS))
+@pytest.fixture(scope='module', params=sorted(databases.SERVERS))
 def fresh_database(request):
     """The URL of a new, empty database on the ``request.param`` server; dropped after."""
-    backend = request.param
-    server = _server_url(backend)
-    name = 'nova_vmi_test_%s' % uuidutils.generate_uuid(dashed=False)[:12]
-    admin = sa.create_engine(server.set(database=ADMIN_DATABASE[backend]),
-                             isolation_level='AUTOCOMMIT', poolclass=sa.pool.NullPool)
-    try:
-        with admin.connect() as connection:
-            connection.execute(sa.text('CREATE DATABASE %s' % name))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        pytest.fail('the %s server at %s is not reachable: %s'
-                    % (backend, server.render_as_string(hide_password=True), exc))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        db_api.dispose()
-        drop = 'DROP DATABASE %s' + (' WITH (FORCE)' if backend == 'postgresql' else '')
-        with admin.connect() as connection:
-            connection.execute(sa.text(drop % name))
-        admin.dispose()
+    with databases.fresh_database(request.param) as (url, _, _):
+        yield url
 
 
 class TestDBAPIOnServers(api_cases.DBAPICases):
@@ -121,10 +88,10 @@ def test_manage_db_sync_and_version(fresh_database, tmp_path, capsys):
     assert out.splitlines()[-1] == migration.head_revision() and err == '', out + err
 
 
-@pytest.mark.parametrize('backend', sorted(SERVERS))
+@pytest.mark.parametrize('backend', sorted(databases.SERVERS))
 def test_manage_with_an_unreachable_server_is_one_line(backend, tmp_path, capsys):
     # Port 1 on loopback: nothing listens there, so the connection is refused at once.
-    url = _server_url(backend).set(port=1, database='nova_vmi')
+    url = databases.server_url(backend).set(port=1, database='nova_vmi')
     config_file = tmp_path / 'nova-vmi.conf'
     config_file.write_text('[database]\nconnection = %s\nmax_retries = 1\nretry_interval = 0\n'
                            % url.render_as_string(hide_password=False))
@@ -136,11 +103,11 @@ def test_manage_with_an_unreachable_server_is_one_line(backend, tmp_path, capsys
         'expected one error line, got %r' % err)
 
 
-@pytest.mark.parametrize('backend', sorted(SERVERS))
+@pytest.mark.parametrize('backend', sorted(databases.SERVERS))
 def test_an_unreachable_server_raises_db_connection_error(backend):
     # The listener requeues a notification on DBConnectionError: a server that is down
     # must raise that, not a driver-specific error.
-    url = _server_url(backend).set(port=1, database='nova_vmi')
+    url = databases.server_url(backend).set(port=1, database='nova_vmi')
     conf = api_cases.make_conf(url.render_as_string(hide_password=False))
     conf.set_override('max_retries', 1, group='database')
     conf.set_override('retry_interval', 0, group='database')
