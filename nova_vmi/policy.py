@@ -16,8 +16,6 @@ Rules are defaults in code (:mod:`nova_vmi.policies`); an operator's policy file
 overrides them.  Scope is enforced: the rules are for project-scoped tokens.
 """
 
-import sys
-
 from oslo_config import cfg
 from oslo_policy import policy as oslo_policy
 
@@ -42,7 +40,8 @@ def make_enforcer(conf):
 def get_enforcer():
     """The ``oslo.policy.enforcer`` entry point (oslopolicy-sample-generator and friends)."""
     conf = cfg.ConfigOpts()
-    conf(sys.argv[1:], project='nova-vmi')
+    # The oslopolicy tools own the command line: read only nova-vmi's config files.
+    conf([], project='nova-vmi')
     return make_enforcer(conf)
 
 
@@ -54,9 +53,10 @@ def target_for(context, project_id):
 def authorize(enforcer, context, rule, target):
     """Raise PolicyNotAuthorized unless ``context`` may do ``rule`` on ``target``."""
     try:
-        enforcer.authorize(rule, target, context, do_raise=True,
-                           exc=PolicyNotAuthorized, rule=rule)
+        allowed = enforcer.authorize(rule, target, context)
     except oslo_policy.InvalidScope:
+        allowed = False
+    if not allowed:
         raise PolicyNotAuthorized(rule)
 
 

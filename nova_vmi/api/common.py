@@ -20,6 +20,7 @@ import flask
 import jsonschema
 
 from nova_vmi.api import errors
+from nova_vmi.api import schemas
 from nova_vmi.compute import nova as nova_client
 from nova_vmi.conf import nova as nova_conf
 from nova_vmi import policy
@@ -36,7 +37,8 @@ class Services:
     """The configuration and the clients one API process shares among requests.
 
     The agent RPC client is made on first use, so that an API which never casts (a
-    read-only replica, a test) needs no message bus.
+    read-only replica, a test) needs no message bus.  ``validators`` check request
+    bodies (their probe names are ``[api] probes``).
     """
 
     def __init__(self, conf, enforcer=None, agent_api=None, nova=None):
@@ -47,6 +49,10 @@ class Services:
         if nova is None and nova_conf.is_configured(conf):
             nova = nova_client.NovaClient(conf)
         self.nova = nova
+        self.validators = {
+            'policy': schemas.validator(schemas.policy(conf.api.probes)),
+            'run': schemas.validator(schemas.run(conf.api.probes)),
+        }
 
     @property
     def agent_api(self):
@@ -112,6 +118,8 @@ def json_body(schema, empty=None):
             body = json.loads(data.decode('utf-8'), parse_constant=_refuse_constant)
         except (UnicodeDecodeError, ValueError) as exc:
             raise errors.BadRequest('malformed JSON in the request body: %s' % exc)
+        except RecursionError:
+            raise errors.BadRequest('the request body nests too deeply')
     validate(schema, body)
     return body
 
@@ -122,5 +130,5 @@ def validate(validator, body):
     if error is None:
         return
     path = '/'.join(str(part) for part in error.absolute_path)
-    where = "field '%s'" % path if path else 'the request body'
+    where = "field '%s'" % path if path else 'request body'
     raise errors.BadRequest('invalid %s: %s' % (where, error.message))

@@ -14,11 +14,13 @@
 
 Every 4xx and 5xx body is ``{"error": {"code": 404, "title": "Not Found", "message":
 "..."}}`` (Keystone's form), whatever raised it: a handler, Flask's router (404, 405),
-the size limit (413) or a bug (500, with no detail of the bug).
+the size limit (413), a database that cannot be reached (503) or a bug (500, with no
+detail of the bug).
 """
 
 import logging
 
+from oslo_db import exception as db_exc
 from werkzeug import exceptions as wz_exceptions
 
 from nova_vmi import policy
@@ -100,6 +102,12 @@ def _http_error(exc):
     return _response(exc.code, exc.name, message, headers)
 
 
+def _database_down(exc):
+    LOG.error('database unavailable: %s', exc)
+    return _response(503, ServiceUnavailable.title,
+                     'the database is unavailable; try again later')
+
+
 def _unexpected(exc):
     LOG.exception('unexpected error in the API: %s', exc)
     return _response(500, APIError.title,
@@ -110,4 +118,5 @@ def register(app):
     app.register_error_handler(APIError, _api_error)
     app.register_error_handler(policy.PolicyNotAuthorized, _policy_error)
     app.register_error_handler(wz_exceptions.HTTPException, _http_error)
+    app.register_error_handler(db_exc.DBConnectionError, _database_down)
     app.register_error_handler(Exception, _unexpected)

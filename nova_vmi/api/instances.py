@@ -19,6 +19,10 @@ Without Nova the instances table decides: admins see every instance, others thos
 whose ``project_id`` is theirs.
 """
 
+import flask
+from oslo_utils import timeutils
+
+from nova_vmi.api import agents
 from nova_vmi.api import common
 from nova_vmi.api import errors
 from nova_vmi.compute import nova as nova_client
@@ -29,16 +33,19 @@ def not_found(instance_uuid):
     return errors.NotFound('instance %s could not be found' % instance_uuid)
 
 
-def _server_lookup():
-    from flask import request
-    return request.environ.get(common.SERVER_LOOKUP_KEY) or common.services().nova
+def _server_lookup(ctx):
+    """Who answers for Nova: the pipeline's own lookup, else [nova] with the caller's token."""
+    lookup = flask.request.environ.get(common.SERVER_LOOKUP_KEY)
+    if lookup is None and ctx.auth_token:
+        lookup = common.services().nova
+    return lookup
 
 
 def find(instance_uuid):
     """The instance row (plus ``nova_host``) if the caller may see it, else 404."""
     ctx = common.context()
-    lookup = _server_lookup()
-    if lookup is not None and ctx.auth_token is not None:
+    lookup = _server_lookup(ctx)
+    if lookup is not None:
         try:
             server = lookup.get_server(ctx, instance_uuid)
         except nova_client.NovaUnavailable as exc:
@@ -46,10 +53,11 @@ def find(instance_uuid):
                                             'visible: %s' % (instance_uuid, exc))
         if server is None:
             raise not_found(instance_uuid)
-        learned = {key: server[key] for key in ('project_id', 'host', 'name') if server[key]}
-        if learned:
-            db.instance_update(ctx, instance_uuid, **learned)
         instance = db.instance_get(ctx, instance_uuid) or {'uuid': instance_uuid}
+        learned = {key: server[key] for key in ('project_id', 'host', 'name')
+                   if server[key] and server[key] != instance.get(key)}
+        if learned:
+            instance = db.instance_update(ctx, instance_uuid, **learned)
         instance['nova_host'] = server['host']
         return instance
     instance = db.instance_get(ctx, instance_uuid)
@@ -62,7 +70,7 @@ def find(instance_uuid):
 
 
 def agent_host(instance):
-    """The host whose agent serves ``instance``; 409 when none is known or alive there."""
+    """The host whose agent serves ``instance``: 409 when none is known, or it is down."""
     uuid = instance['uuid']
     host = instance.get('nova_host')
     nova = common.services().nova
@@ -71,13 +79,20 @@ def agent_host(instance):
             host = nova.get_host(uuid)
         except nova_client.NovaUnavailable:
             host = None
+        if host:
+            db.instance_update(common.context(), uuid, host=host)
     host = host or instance.get('host')
     if not host:
         raise errors.Conflict('no agent host is known for instance %s: Nova does not say '
                               'where it runs and no agent has reported it in a heartbeat'
                               % uuid)
-    agents = {agent['host'] for agent in db.agent_list(common.context())}
-    if host not in agents:
+    agent = {agent['host']: agent for agent in db.agent_list(common.context())}.get(host)
+    if agent is None:
         raise errors.Conflict('instance %s runs on host %s, which has no introspection '
                               'agent (no heartbeat received from it)' % (uuid, host))
+    intervals = common.services().conf.api.agent_down_intervals
+    if not agents.is_alive(agent, timeutils.utcnow(with_timezone=True), intervals):
+        raise errors.Conflict('the introspection agent on host %s (instance %s) is down: '
+                              'its last heartbeat was at %s'
+                              % (host, uuid, agent.get('last_heartbeat')))
     return host

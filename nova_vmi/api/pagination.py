@@ -19,6 +19,14 @@ import flask
 from nova_vmi.api import errors
 
 
+def check_query(known):
+    """400 for a query parameter this list does not know (a typo would be ignored)."""
+    unknown = sorted(set(flask.request.args) - set(known))
+    if unknown:
+        raise errors.BadRequest('unknown query parameter(s): %s; known: %s'
+                                % (', '.join(unknown), ', '.join(known)))
+
+
 def page_params(max_limit, marker_type=str):
     """``(limit, marker)`` of the request; ``limit`` at most ``max_limit``."""
     args = flask.request.args
