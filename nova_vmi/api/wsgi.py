@@ -26,10 +26,8 @@ from nova_vmi import threading_backend  # noqa: F401  (first: before oslo.messag
 import os
 import threading
 
-from oslo_config import cfg
-from oslo_log import log as logging
-
 from nova_vmi.api import pipeline
+from nova_vmi.cmd import common
 from nova_vmi import conf as vmi_conf
 
 CONFIG_FILES_ENV = 'NOVA_VMI_CONFIG_FILES'
@@ -39,12 +37,7 @@ _built = {}
 
 def setup_conf(argv, conf=None):
     """``conf`` (cfg.CONF) with every nova-vmi option and logging set up from ``argv``."""
-    conf = conf or cfg.CONF
-    logging.register_options(conf)
-    vmi_conf.register_all(conf)
-    conf(argv, project='nova-vmi')
-    logging.setup(conf, 'nova-vmi-api')
-    return conf
+    return common.setup(argv, 'nova-vmi', 'nova-vmi-api', vmi_conf.register_all, conf)
 
 
 def init_application(environ=os.environ, conf=None):

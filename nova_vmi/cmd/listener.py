@@ -16,22 +16,16 @@ from nova_vmi import threading_backend  # noqa: F401  (first: before oslo.messag
 
 import sys
 
-from oslo_config import cfg
-from oslo_log import log as logging
 from oslo_service import service
 
+from nova_vmi.cmd import common
 from nova_vmi import conf as vmi_conf
 from nova_vmi import listener
 
 
 def main(argv=None):
-    conf = cfg.CONF
-    logging.register_options(conf)
-    logging.set_defaults(default_log_levels=logging.get_default_log_levels() + [
-        'cotyledon=INFO', 'oslo.service.backend=INFO'])
-    vmi_conf.register_all(conf)
-    conf(sys.argv[1:] if argv is None else argv, project='nova-vmi')
-    logging.setup(conf, 'nova-vmi-listener')
+    conf = common.setup(sys.argv[1:] if argv is None else argv, 'nova-vmi',
+                        'nova-vmi-listener', vmi_conf.register_all)
     launcher = service.launch(conf, listener.ListenerService(conf), workers=1)
     return launcher.wait()
 

@@ -19,7 +19,6 @@ oslo.messaging transport it is given: RabbitMQ in functional tests.
 
 import os
 import secrets
-import tempfile
 
 from tools.testbed import services
 from vmi_agent.engine.linux.profile import default_store_path
@@ -27,7 +26,7 @@ from vmi_agent.engine.linux.profile import default_store_path
 RABBIT_URL = os.environ.get('NOVA_VMI_RABBIT_URL', 'rabbit://guest:guest@127.0.0.1:5672/')
 
 
-class AgentProcess:
+class AgentProcess(services.Workdir):
     """``vmi-agent`` with the qemu driver over a descriptor directory of test-bed guests.
 
     ``host`` and ``topic`` default to fresh names, so that several agents (and test
@@ -40,15 +39,11 @@ class AgentProcess:
         self.transport_url = transport_url
         self.host = host or 'vmi-test-%s' % secrets.token_hex(4)
         self.topic = topic or 'vmi_notifications_%s' % secrets.token_hex(4)
-        self._tmp = None
-        if workdir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix='vmi-agent-')
-            workdir = self._tmp.name
-        self.workdir = workdir
-        self.guest_dir = os.path.join(workdir, 'guests')
-        self.state_dir = os.path.join(workdir, 'state')
-        self.log_path = os.path.join(workdir, 'agent.log')
-        self.config_path = os.path.join(workdir, 'vmi-agent.conf')
+        super().__init__(workdir, 'vmi-agent-')
+        self.guest_dir = os.path.join(self.workdir, 'guests')
+        self.state_dir = os.path.join(self.workdir, 'state')
+        self.log_path = os.path.join(self.workdir, 'agent.log')
+        self.config_path = os.path.join(self.workdir, 'vmi-agent.conf')
         os.makedirs(self.guest_dir, exist_ok=True)
         self.options = {
             'host': self.host,
@@ -90,12 +85,4 @@ class AgentProcess:
         """SIGTERM the agent (the launcher stops its worker), SIGKILL if it lingers."""
         if self.service is not None:
             self.service.stop(timeout)
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc_info):
-        self.stop()
+        super().stop()

@@ -22,7 +22,6 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -39,19 +38,15 @@ def _free_port():
         return s.getsockname()[1]
 
 
-class ControlPlane:
+class ControlPlane(services.Workdir):
     """``nova-vmi-api`` and ``nova-vmi-listener`` on one database and message bus."""
 
     def __init__(self, database_url, transport_url, topic=notification.DEFAULT_TOPIC,
                  workdir=None, options=None):
-        self._tmp = None
-        if workdir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix='nova-vmi-')
-            workdir = self._tmp.name
-        self.workdir = workdir
+        super().__init__(workdir, 'nova-vmi-')
         self.port = _free_port()
         self.url = 'http://127.0.0.1:%d' % self.port
-        self.config_path = os.path.join(workdir, 'nova-vmi.conf')
+        self.config_path = os.path.join(self.workdir, 'nova-vmi.conf')
         self.options = {
             'transport_url': transport_url,
             '[database] connection': database_url,
@@ -108,12 +103,4 @@ class ControlPlane:
             service.terminate()
         for service in self.services.values():
             service.wait(timeout)
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc_info):
-        self.stop()
+        super().stop()

@@ -21,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 
@@ -85,3 +86,31 @@ class ServiceProcess:
     def stop(self, timeout=20):
         self.terminate()
         self.wait(timeout)
+
+
+class Workdir:
+    """A directory for a test-bed service's config and logs: the given one, or a
+    temporary one removed by :meth:`stop`.  Subclasses start and stop their
+    processes; this is also a context manager around :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(self, workdir, prefix):
+        self._tmp = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix=prefix)
+            workdir = self._tmp.name
+        self.workdir = workdir
+
+    def start(self):
+        raise NotImplementedError
+
+    def stop(self):
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()

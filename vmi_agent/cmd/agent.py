@@ -16,23 +16,17 @@ from nova_vmi import threading_backend  # noqa: F401  (first: before oslo.messag
 
 import sys
 
-from oslo_config import cfg
-from oslo_log import log as logging
 from oslo_service import service
 
+from nova_vmi.cmd import common
 from vmi_agent import conf as agent_conf
 from vmi_agent.drivers.base import DriverError
 from vmi_agent.service import AgentService, load_driver
 
 
 def main(argv=None):
-    conf = cfg.CONF
-    logging.register_options(conf)
-    logging.set_defaults(default_log_levels=logging.get_default_log_levels() + [
-        'cotyledon=INFO', 'oslo.service.backend=INFO'])
-    agent_conf.register_all(conf)
-    conf(sys.argv[1:] if argv is None else argv, project='vmi-agent')
-    logging.setup(conf, 'vmi-agent')
+    conf = common.setup(sys.argv[1:] if argv is None else argv, 'vmi-agent', 'vmi-agent',
+                        agent_conf.register_all)
     try:
         load_driver(conf).close()   # fail here, in one line, not in a forked worker
     except DriverError as exc:
