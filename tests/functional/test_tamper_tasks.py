@@ -26,6 +26,7 @@ import contextlib
 
 import pytest
 
+from tools.testbed.tamper import Tamper, tasks_by_pid
 from vmi_agent.engine import probes
 from vmi_agent.engine.attach import attach
 from vmi_agent.engine.memory import open_memory
@@ -47,43 +48,10 @@ def inspect(kernel, *names):
     return results
 
 
-def tasks_by_pid(kernel):
-    """pid -> task address, from every view ``hidden_tasks`` has."""
-    records = inspect(kernel, 'hidden_tasks')['hidden_tasks'].records
-    return {r['pid']: int(r['task'], 16) for r in records}
-
-
 def assert_clean(kernel):
     results = inspect(kernel, 'hidden_tasks', 'creds')
     assert results['hidden_tasks'].findings == []
     assert results['creds'].findings == []
-
-
-class Tamper:
-    """Host-side 8-byte stores into the paused guest, each undone by :meth:`restore`."""
-
-    def __init__(self, guest, kernel):
-        self.guest, self.kernel = guest, kernel
-        self._undo = []
-
-    def store(self, vaddr, value):
-        paddr = self.kernel.space.translate(vaddr)
-        self._undo.append((paddr, self.kernel.u64(vaddr)))
-        self.guest.write_u64(paddr, value)
-
-    @contextlib.contextmanager
-    def paused(self):
-        self.guest.pause()
-        try:
-            yield self
-        finally:
-            self.guest.resume()
-
-    def restore(self):
-        with self.paused():
-            while self._undo:
-                paddr, value = self._undo.pop()
-                self.guest.write_u64(paddr, value)
 
 
 @contextlib.contextmanager
@@ -173,12 +141,7 @@ def test_task_detached_from_its_pid_is_unreachable_by_pid(fresh_guest, kernel):
 def test_task_on_init_cred_is_a_critical_escalation(fresh_guest, kernel):
     with tampering(fresh_guest, kernel, 'vmi-root', 2) as (pids, tamper):
         victim = pids[0]
-        task = tasks_by_pid(kernel)[victim]
-        task_struct = kernel.struct('task_struct')
-        init_cred = kernel.symbol('init_cred')
-        with tamper.paused():
-            tamper.store(task + task_struct.offset('real_cred'), init_cred)
-            tamper.store(task + task_struct.offset('cred'), init_cred)
+        tamper.escalate(victim)
 
         results = inspect(kernel, 'creds', 'hidden_tasks')
         (finding,) = results['creds'].findings

@@ -38,6 +38,25 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def api_call(url, method, path, body=None, headers=None):
+    """``(status, JSON body or None)`` of one request to the API at ``url``.
+
+    The caller is an admin unless ``headers`` say otherwise (noauth trusts them).
+    """
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url + path, data=data, method=method)
+    for name, value in dict(ADMIN, **(headers or {})).items():
+        request.add_header(name, value)
+    if data is not None:
+        request.add_header('Content-Type', 'application/json')
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    return status, (json.loads(raw) if raw else None)
+
+
 class ControlPlane(services.Workdir):
     """``nova-vmi-api`` and ``nova-vmi-listener`` on one database and message bus."""
 
@@ -85,18 +104,7 @@ class ControlPlane(services.Workdir):
 
     def call(self, method, path, body=None, headers=None):
         """``(status, JSON body or None)`` of one API request (admin by default)."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method)
-        for name, value in dict(ADMIN, **(headers or {})).items():
-            request.add_header(name, value)
-        if data is not None:
-            request.add_header('Content-Type', 'application/json')
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                status, raw = response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
-        return status, (json.loads(raw) if raw else None)
+        return api_call(self.url, method, path, body, headers)
 
     def stop(self, timeout=20):
         for service in self.services.values():
