@@ -12,27 +12,15 @@
 
 """``GET /v1/agents``: the compute hosts' agents, what they can do, whether they live."""
 
-import datetime
-
 import flask
 from oslo_utils import timeutils
 
 from nova_vmi.api import common
 from nova_vmi.db import api as db
+from nova_vmi import heartbeats
 from nova_vmi.policies import agents as rules
 
 bp = flask.Blueprint('agents', __name__)
-
-
-def is_alive(agent, now, intervals):
-    """True while the last heartbeat is younger than ``intervals`` heartbeat intervals."""
-    last = agent.get('last_heartbeat')
-    if last is None:
-        return False
-    if last.tzinfo is None:
-        last = last.replace(tzinfo=datetime.timezone.utc)
-    period = datetime.timedelta(seconds=intervals * max(agent.get('interval') or 0, 1))
-    return now - last <= period
 
 
 def view(agent, now, intervals):
@@ -40,7 +28,7 @@ def view(agent, now, intervals):
             'capabilities': agent.get('capabilities') or [],
             'version': agent.get('version'), 'interval': agent.get('interval'),
             'last_heartbeat': agent.get('last_heartbeat'),
-            'alive': is_alive(agent, now, intervals)}
+            'alive': heartbeats.is_alive(agent, now, intervals)}
 
 
 @bp.get('/v1/agents')

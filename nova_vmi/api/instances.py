@@ -22,11 +22,11 @@ whose ``project_id`` is theirs.
 import flask
 from oslo_utils import timeutils
 
-from nova_vmi.api import agents
 from nova_vmi.api import common
 from nova_vmi.api import errors
 from nova_vmi.compute import nova as nova_client
 from nova_vmi.db import api as db
+from nova_vmi import heartbeats
 
 
 def not_found(instance_uuid):
@@ -91,7 +91,7 @@ def agent_host(instance):
         raise errors.Conflict('instance %s runs on host %s, which has no introspection '
                               'agent (no heartbeat received from it)' % (uuid, host))
     intervals = common.services().conf.api.agent_down_intervals
-    if not agents.is_alive(agent, timeutils.utcnow(with_timezone=True), intervals):
+    if not heartbeats.is_alive(agent, timeutils.utcnow(with_timezone=True), intervals):
         raise errors.Conflict('the introspection agent on host %s (instance %s) is down: '
                               'its last heartbeat was at %s'
                               % (host, uuid, agent.get('last_heartbeat')))

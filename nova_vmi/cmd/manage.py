@@ -10,11 +10,12 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""``nova-vmi-manage``: the operator's database commands.
+"""``nova-vmi-manage``: the operator's database and aggregate commands.
 
 ``db sync`` upgrades the schema, ``db version`` prints its revision, ``db purge`` deletes
-old runs and their findings.  A failure is one line on stderr and exit status 1 (2 for
-a malformed command line), never a traceback.
+old runs and their findings.  ``aggregate sync`` makes Nova's VMI host aggregates match
+the live agents (:mod:`nova_vmi.compute.aggregates`).  A failure is one line on stderr
+and exit status 1 (2 for a malformed command line), never a traceback.
 """
 
 from nova_vmi import threading_backend  # noqa: F401  (first: before oslo.messaging)
@@ -23,13 +24,18 @@ import datetime
 import sys
 
 from alembic import util as alembic_util
+from keystoneauth1 import exceptions as ks_exceptions
 from oslo_config import cfg
 from oslo_db import exception as oslo_db_exc
 from oslo_log import log as logging
 import sqlalchemy as sa
 
 from nova_vmi import context
+from nova_vmi.compute import aggregates
+from nova_vmi.compute import nova as nova_client
+from nova_vmi.conf import api as api_conf
 from nova_vmi.conf import database
+from nova_vmi.conf import nova as nova_conf
 from nova_vmi.db import api as db_api
 from nova_vmi.db import exception as db_exception
 from nova_vmi.db import migration
@@ -38,7 +44,9 @@ PROG = 'nova-vmi-manage'
 
 #: What a command may fail with that is the database's or the operator's doing.
 _EXPECTED_ERRORS = (oslo_db_exc.DBError, db_exception.DBError, sa.exc.SQLAlchemyError,
-                    alembic_util.CommandError, OSError, ValueError)
+                    alembic_util.CommandError, OSError, ValueError,
+                    ks_exceptions.ClientException, nova_client.NovaUnavailable,
+                    aggregates.SyncIncomplete)
 
 
 def db_sync(conf):
@@ -58,6 +66,11 @@ def db_purge(conf):
     finally:
         db_api.dispose()
     print('purged %d run(s) created before %s' % (count, before.isoformat()))
+
+
+def aggregate_sync(conf):
+    for line in aggregates.sync(conf, conf.category.prefix, conf.category.dry_run):
+        print(line)
 
 
 def purge_cutoff(before_days, before, now=None):
@@ -106,6 +119,17 @@ def _add_command_parsers(subparsers):
                         help='delete the runs created before DATE (ISO 8601; UTC unless '
                              'it has an offset)')
     purge.set_defaults(func=db_purge)
+    aggregate = subparsers.add_parser('aggregate', help="Nova's VMI host aggregates")
+    aggregate_actions = aggregate.add_subparsers(dest='action', metavar='{sync}')
+    aggregate_actions.required = True
+    sync = aggregate_actions.add_parser(
+        'sync', help="make the VMI aggregates' hosts and vmi_triggers match the live "
+                     "agents (through the Compute API, with [nova]'s credentials)")
+    sync.add_argument('--prefix', default='vmi',
+                      help='name of the aggregates (<prefix>, <prefix>-<kinds>...)')
+    sync.add_argument('--dry-run', action='store_true',
+                      help='print the changes without making them')
+    sync.set_defaults(func=aggregate_sync)
 
 
 category_opt = cfg.SubCommandOpt('category', title='Commands', help='the command to run',
@@ -128,6 +152,8 @@ def main(argv=None):
     conf.set_default('default_log_levels',
                      logging.get_default_log_levels() + ['alembic=WARN'])
     database.register_opts(conf)
+    api_conf.register_opts(conf)
+    nova_conf.register_opts(conf)
     try:
         conf(sys.argv[1:] if argv is None else argv, project='nova-vmi', prog=PROG)
     except cfg.Error as exc:

@@ -19,13 +19,13 @@ from keystonemiddleware import auth_token
 from oslo_messaging import opts as messaging_opts
 import werkzeug.test
 
-from nova_vmi.api import agents
 from nova_vmi.api import app as api_app
 from nova_vmi.api import common
 from nova_vmi.api import middleware
 from nova_vmi.api import pipeline
 from nova_vmi import context as vmi_context
 from nova_vmi.db import api as db
+from nova_vmi import heartbeats
 from nova_vmi.objects import run as run_obj
 from tests.unit.api import conftest as base
 
@@ -72,10 +72,10 @@ def test_agents_are_admin_only(env):
 def test_agent_is_dead_after_its_intervals_without_heartbeat():
     now = datetime.datetime(2026, 11, 27, 8, 0, tzinfo=datetime.timezone.utc)
     agent = {'interval': 10, 'last_heartbeat': now - datetime.timedelta(seconds=30)}
-    assert agents.is_alive(agent, now, 3), 'exactly 3 intervals old is still alive'
+    assert heartbeats.is_alive(agent, now, 3), 'exactly 3 intervals old is still alive'
     agent['last_heartbeat'] = now - datetime.timedelta(seconds=31)
-    assert not agents.is_alive(agent, now, 3), 'older than 3 intervals is dead'
-    assert not agents.is_alive({'interval': 10, 'last_heartbeat': None}, now, 3)
+    assert not heartbeats.is_alive(agent, now, 3), 'older than 3 intervals is dead'
+    assert not heartbeats.is_alive({'interval': 10, 'last_heartbeat': None}, now, 3)
 
 
 def test_request_without_identity_is_401_but_versions_are_public(tmp_path):
