@@ -53,6 +53,20 @@ opts = [
                      'vmfunc trigger, only for domains with altp2m active; the snapshot '
                      'consistency mode needs it too.  Needs Xen booted with altp2m=1 '
                      'and altp2m="external" in the domain config.'),
+    cfg.BoolOpt('snapshot_copy', default=True,
+                help='In the snapshot consistency mode, keep a copy of each page before '
+                     'the guest first writes it (the vm_event monitor ring, '
+                     'libxenevtchn), so that the probes read the memory as it was when '
+                     'the snapshot began.  When false, or when the monitor ring cannot '
+                     'be set up (no libxenevtchn, another monitor attached, '
+                     'xc_monitor_enable fails), writes are only detected: the pages '
+                     'the run read that the guest wrote are reported, and a warning '
+                     'says why.'),
+    cfg.IntOpt('snapshot_max_pages', default=16384, min=1, max=1 << 22,
+               help='Most guest pages copied per snapshot run (16384 pages is 64 MiB of '
+                    'dom0 memory).  Past it, further pages the guest writes are let '
+                    'through uncopied and, if the run read them, reported as written '
+                    'while read.  Bounds what a guest that writes a lot can cost dom0.'),
 ]
 
 

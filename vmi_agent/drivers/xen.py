@@ -26,34 +26,56 @@ Consistency modes:
 
 ``snapshot`` (altp2m; Intel VT-x with EPT, Xen booted with ``altp2m=1``, the domain
     created with ``altp2m="external"``)
-    What it does: pause the domain; create an altp2m view whose RAM pages all have access
-    ``XENMEM_access_rx2rw`` (``xc_altp2m_set_mem_access_multi``); switch every vCPU to it;
-    hide the host view (``xc_altp2m_set_visibility``), since VMFUNC leaf 0 would let the
-    guest switch back to any visible view by itself; unpause.  The guest runs on while
-    the probes read.  A guest write to a page of the view turns that page's access into
-    ``rw`` in the view (Xen does this itself, no vm_event listener needed).  After the
-    run: pause; ask the view for the access of every gfn the run read
-    (``xc_altp2m_get_mem_access``); show the host view again and switch back to it
-    (view 0); destroy the view; unpause.  The :class:`SnapshotReport` the ``with``
-    yields lists the gfns the run read that the guest wrote while it ran.
+    Two variants; the :class:`SnapshotReport` says which ran (``mode``).
 
-    What it guarantees: an empty ``written_while_read`` means no vCPU of the guest wrote,
-    through its EPT, to any page the run read, between the first and the last pause; for
-    those pages the run saw what a paused guest would have shown it.
+    ``copy`` (the default, ``[xen] snapshot_copy``): copy-before-write.  Pause the
+    domain; create an altp2m view; enable the vm_event monitor ring
+    (``xc_monitor_enable``), bind its event channel (libxenevtchn) and start the thread
+    that serves it; give every RAM page of the view access ``XENMEM_access_rx``
+    (``xc_altp2m_set_mem_access_multi``); switch every vCPU to it; hide the host view
+    (``xc_altp2m_set_visibility``: VMFUNC leaf 0 would let the guest switch back to any
+    visible view by itself); unpause.  A guest write to a page of the view now stops its vCPU and
+    puts a mem_access request on the ring.  The thread
+    (:class:`vmi_agent.drivers.xenevents.WriteMonitor`) copies the page, through the
+    foreign mapping of the host p2m (same frame, write not landed yet), into the
+    memory's overlay (:meth:`~vmi_agent.drivers.xenmemory.ForeignMemory.preserve`,
+    at most ``[xen] snapshot_max_pages`` pages), makes the page ``rwx`` in the view
+    (``xc_altp2m_set_mem_access``: one fault per page), and answers, which resumes the
+    vCPU.  Reads return copied pages from the overlay and every other page live.  After
+    the run: pause; show the host view and switch back to it; answer what is left on the
+    ring, ``xc_monitor_resume``, ``xc_monitor_disable``, unmap the ring page, unbind and
+    close the event channel; drop the overlay; destroy the view; unpause (the unpause,
+    and every release, also when something failed).
 
-    What it does NOT give: a frozen copy.  dom0's foreign mappings read the host p2m,
-    whatever view the guest runs in, and the view maps the same frames, so the probes
-    read live memory; a write is detected, not prevented or undone.  A real
-    copy-on-write snapshot ("copy a page before its first write lands") needs the write
-    to stop the vCPU until dom0 has copied the page: a vm_event monitor ring
-    (``xc_monitor_enable``, libxenevtchn, the ``vm_event`` ring protocol).  That is not
-    implemented.  Writes that do not go through the guest's EPT are not seen either: DMA
-    by the device model or PV backends (they write through the host p2m) and writes by
-    Xen itself (runstate areas, time info, grant copies).  It assumes the agent is the
-    only user of altp2m for the domain (no other view the guest could switch to) and
-    ``altp2m="external"`` (the guest cannot change views or access with HVMOPs).  Its
-    cost: one access entry per RAM page set up per run, one hypercall per page read to
-    check.
+    What copy mode guarantees: every page the run read that the guest wrote through
+    its EPT between the two pauses reads as it was at the first pause, unless it is in
+    ``written_while_read``: the pages the run read that the guest wrote without a copy
+    kept (the overlay was full, or the page could not be mapped).  An empty
+    ``written_while_read`` means the run saw the memory of the first pause, for all the
+    pages it read.  The guest pays one event round trip to dom0 (a vCPU stop) per page
+    it first writes during the run.
+
+    ``detect`` (``snapshot_copy = false``, or the ring cannot be set up: no
+    libxenevtchn, ``xc_monitor_enable`` fails, e.g. because another monitor is attached;
+    logged once per guest with the reason): the view's RAM pages get
+    ``XENMEM_access_rx2rw`` instead, which Xen itself turns into ``rw`` on the first
+    write (no listener).  After the run, the access of every gfn the run read is asked
+    (``xc_altp2m_get_mem_access``) before switching back; ``written_while_read`` lists
+    the read pages the guest wrote.  Writes are detected, not prevented or undone: an
+    empty list means no vCPU wrote, through its EPT, to any page the run read.
+
+    What neither mode sees: writes that do not go through the guest's EPT: DMA by the
+    device model or PV backends (they write through the host p2m), writes by Xen
+    itself (runstate areas, time info, grant copies) and the memory writes of
+    instructions Xen emulates for the guest (MMIO string moves: ``hvm_copy`` checks no
+    altp2m access).  Both assume the agent is the
+    only user of altp2m and of the monitor ring for the domain, and
+    ``altp2m="external"`` (the guest cannot change views or access with HVMOPs).  Cost
+    per run: one access entry per RAM page set up; detect mode adds one hypercall per
+    page read, copy mode one page copy, one hypercall and one event per page written.
+    Nothing of this has run on Xen: the call sequences are tested against a recorder
+    of the C libraries, the ring and event layouts against the headers (see
+    ``xen-patch/README.md``).
 """
 
 import contextlib
@@ -65,6 +87,7 @@ import uuid as uuidlib
 import weakref
 
 from vmi_agent.drivers import base
+from vmi_agent.drivers import xenevents
 from vmi_agent.drivers import xenlibs
 from vmi_agent.drivers import xenmemory
 
@@ -80,21 +103,33 @@ ACCESS_BATCH = 4096
 HOST_VIEW = 0
 #: Longest name read from xenstore (the guest cannot write it, but bound it anyway).
 MAX_NAME = 256
+#: SnapshotReport.mode: pages copied before the guest's first write, or writes detected.
+COPY, DETECT = 'copy', 'detect'
 
 
 class SnapshotReport(base.Pause):
     """What one ``with handle.snapshot()`` saw; filled in when the body ends.
 
-    ``seconds`` is the time the vCPUs were paused (view set up, then checked and torn
-    down); ``pages_read`` the gfns the run read; ``written_while_read`` those of them the
-    guest wrote during the run (their content may be torn).
+    ``mode`` is ``'copy'`` or ``'detect'`` (see the module docstring); ``seconds`` the
+    time the whole domain was paused (view set up, then torn down); ``pages_read`` the
+    gfns the run read; ``written_while_read`` those of them the guest wrote during the
+    run without a copy kept (their content may be torn).  Copy mode also counts
+    ``pages_copied``, ``pages_lost`` (written past ``snapshot_max_pages`` or unmappable),
+    ``events`` answered, ``events_ignored`` (answered, not acted on) and sets
+    ``monitor_error`` if it had to give up the ring.
     """
 
     def __init__(self):
         super().__init__()
         self.view = None
+        self.mode = None
         self.pages_read = 0
         self.written_while_read = []
+        self.pages_copied = 0
+        self.pages_lost = 0
+        self.events = 0
+        self.events_ignored = 0
+        self.monitor_error = None
 
     @property
     def consistent(self):
@@ -112,6 +147,7 @@ class XenGuestHandle(base.GuestHandle):
         super().__init__(info, memory)
         self._driver = driver
         self.domid = domid
+        self._fallback_logged = False
 
     def _call(self, name, *args):
         return self._driver.ctrl_call(name, self.domid, *args)
@@ -135,25 +171,31 @@ class XenGuestHandle(base.GuestHandle):
                 'create the domain with altp2m="external", or set [xen] activate_altp2m)'
                 % self.domid)
         report = SnapshotReport()
-        report.view = self._install_view(report)
+        monitor = self._install_view(report)
         self.memory.start_tracking()
         try:
             yield report
         finally:
             touched = self.memory.stop_tracking()
-            self._remove_view(report, touched)
+            self._remove_view(report, touched, monitor)
 
     def _install_view(self, report):
-        """Pause, create the rx2rw view, switch to it, hide view 0, unpause: the view id."""
+        """Pause, set up the view (and the monitor), switch to it, unpause: the monitor.
+
+        The monitor is None in detect-only mode.  On any failure everything done so far
+        is undone and the domain unpaused before the error propagates.
+        """
         self.memory.ranges()    # probe before pausing, not while the guest waits
         started = time.perf_counter()
         self._stop()
-        view = None
+        view = monitor = None
         try:
             view_id = ctypes.c_uint16(0)
             self._call('xc_altp2m_create_view', xenlibs.XENMEM_access_default, view_id)
             view = view_id.value
-            self._restrict(view)
+            monitor = self._start_monitor(view)
+            self._restrict(view, xenlibs.XENMEM_access_rx if monitor
+                           else xenlibs.XENMEM_access_rx2rw)
             self._call('xc_altp2m_switch_to_view', view)
             # VMFUNC leaf 0 lets the guest itself switch to any visible view: hide the
             # host view, or a hostile guest could step out of the logging view.
@@ -162,43 +204,102 @@ class XenGuestHandle(base.GuestHandle):
             if view is not None:
                 self._quietly('xc_altp2m_set_visibility', HOST_VIEW, True)
                 self._quietly('xc_altp2m_switch_to_view', HOST_VIEW)
+            self._stop_monitor(monitor)
+            if view is not None:
                 self._quietly('xc_altp2m_destroy_view', view)
             self._quietly('xc_domain_unpause')
             raise
         finally:
             report.seconds += time.perf_counter() - started
+        report.view = view
+        report.mode = COPY if monitor else DETECT
         self._resume()
-        return view
+        return monitor
 
-    def _restrict(self, view):
-        """Make every RAM page of ``view`` rx2rw: r-x until written, then rw."""
+    def _start_monitor(self, view):
+        """The running WriteMonitor for ``view``, or None: detect-only (logged why)."""
+        conf = self._driver.conf.xen
+        if not conf.snapshot_copy:
+            return None
+        self.memory.start_overlay(conf.snapshot_max_pages)
+        monitor = xenevents.WriteMonitor(self._driver, self.domid, view, self.memory)
+        try:
+            monitor.start()
+        except xenevents.MonitorUnavailable as exc:
+            self.memory.stop_overlay()
+            log = LOG.debug if self._fallback_logged else LOG.warning
+            self._fallback_logged = True
+            log('xen: domain %d: no copy-before-write snapshot, %s; falling back to '
+                'detecting writes: pages the guest writes while the run reads them are '
+                'reported in written_while_read, not preserved', self.domid, exc)
+            return None
+        except BaseException:
+            self.memory.stop_overlay()
+            raise
+        return monitor
+
+    def _stop_monitor(self, monitor):
+        """Drain and release ``monitor`` and drop the overlay: its OverlayResult."""
+        if monitor is None:
+            return None
+        try:
+            monitor.stop()
+        except Exception:
+            LOG.exception('xen: domain %d: stopping the monitor failed', self.domid)
+        finally:
+            result = self.memory.stop_overlay()
+        return result
+
+    def _restrict(self, view, access):
+        """Give every RAM page of ``view`` ``access`` (rx: writes fault; rx2rw: logged)."""
         gfns = self.memory.ram_gfns()
         while True:
             batch = list(itertools.islice(gfns, ACCESS_BATCH))
             if not batch:
                 return
-            access = (ctypes.c_uint8 * len(batch))(
-                *([xenlibs.XENMEM_access_rx2rw] * len(batch)))
+            accesses = (ctypes.c_uint8 * len(batch))(*([access] * len(batch)))
             pages = (ctypes.c_uint64 * len(batch))(*batch)
-            self._call('xc_altp2m_set_mem_access_multi', view, access, pages, len(batch))
+            self._call('xc_altp2m_set_mem_access_multi', view, accesses, pages, len(batch))
 
-    def _remove_view(self, report, touched):
-        """Pause, find the read pages written in the view, drop the view, unpause."""
+    def _remove_view(self, report, touched, monitor):
+        """Pause, switch back, settle what the guest wrote, drop the view, unpause.
+
+        Copy mode: back on the host view the monitor answers what is left on the ring
+        and is released, then the overlay is dropped; the read pages the guest wrote
+        without a copy kept are ``written_while_read``.  Detect mode: the read pages no
+        longer rx2rw in the view are, asked before leaving it.
+        """
         started = time.perf_counter()
         self._quietly('xc_domain_pause')
         try:
             report.pages_read = len(touched)
-            report.written_while_read = self._written(report.view, touched)
+            if monitor is None:
+                report.written_while_read = self._written(report.view, touched)
             self._quietly('xc_altp2m_set_visibility', HOST_VIEW, True)
             self._quietly('xc_altp2m_switch_to_view', HOST_VIEW)
+            overlay = self._stop_monitor(monitor)
+            if overlay is not None:
+                self._settle(report, monitor, overlay, touched)
             self._quietly('xc_altp2m_destroy_view', report.view)
         finally:
             self._quietly('xc_domain_unpause')
             report.seconds += time.perf_counter() - started
         if report.written_while_read:
             LOG.warning('xen: domain %d wrote %d of the %d pages read during the snapshot '
-                        'run; their contents may be torn', self.domid,
+                        'run without a copy kept; their contents may be torn', self.domid,
                         len(report.written_while_read), len(touched))
+
+    def _settle(self, report, monitor, overlay, touched):
+        report.pages_copied = overlay.copied
+        report.pages_lost = len(overlay.lost)
+        report.events = monitor.handled
+        report.events_ignored = monitor.ignored
+        report.monitor_error = monitor.broken
+        report.written_while_read = overlay.written(touched)
+        if overlay.lost:
+            LOG.warning('xen: domain %d: the snapshot kept %d pages ([xen] '
+                        'snapshot_max_pages) and let %d more writes land uncopied',
+                        self.domid, overlay.copied, len(overlay.lost))
 
     def _written(self, view, gfns):
         """The ``gfns`` no longer rx2rw in ``view`` (written, or unknown: counted in)."""
@@ -240,6 +341,10 @@ class XenDriver(base.Driver):
         self._xs_tried = False
 
     # -- C calls -------------------------------------------------------------------------
+    def ctrl_raw(self, name, domid, *args):
+        """``libs.ctrl.<name>(xch, domid, *args)`` as it returns (pointers: None = fail)."""
+        return getattr(self.libs.ctrl, name)(self._xch, domid, *args)
+
     def ctrl_call(self, name, domid, *args):
         """``libs.ctrl.<name>(xch, domid, *args)``; DriverError/GuestVanished on < 0."""
         rc = getattr(self.libs.ctrl, name)(self._xch, domid, *args)

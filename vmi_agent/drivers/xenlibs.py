@@ -14,10 +14,15 @@
 
 Only the functions the driver uses are bound, each with ``argtypes``/``restype`` copied
 from Debian bookworm's ``libxen-dev`` headers (``xenctrl.h``, ``xenforeignmemory.h``,
-``xenstore.h``, ``xen/domctl.h``, ``xen/memory.h``).  :class:`XenLibs` is the whole C
-boundary of the driver: the driver calls ``libs.ctrl.xc_*``, ``libs.fmem.xenforeignmemory_*``,
-``libs.store.xs_*``, ``libs.free`` and ``libs.errno()`` and nothing else, so the unit tests
+``xenstore.h``, ``xenevtchn.h``, ``xen/domctl.h``, ``xen/memory.h``).  :class:`XenLibs`
+is the whole C boundary of the driver: the driver calls ``libs.ctrl.xc_*``,
+``libs.fmem.xenforeignmemory_*``, ``libs.store.xs_*``, ``libs.evtchn.xenevtchn_*``,
+``libs.free``, ``libs.munmap`` and ``libs.errno()`` and nothing else, so the unit tests
 can stand a call recorder in its place (the hypervisor cannot run on the test machines).
+
+libxenevtchn is optional: only the copy-before-write snapshot needs it (for the
+vm_event monitor ring).  When it cannot be loaded ``libs.evtchn`` is None and
+``libs.evtchn_error`` says why; the other three are required.
 
 Out-parameters are passed as ctypes instances (``c_uint16()``, arrays); with ``argtypes``
 declared as pointers ctypes passes them by reference.
@@ -61,6 +66,7 @@ XS_OPEN_READONLY = 1 << 0
 LIBXENCTRL = 'libxenctrl.so.4.17'
 LIBXENFOREIGNMEMORY = 'libxenforeignmemory.so.1'
 LIBXENSTORE = 'libxenstore.so.4'
+LIBXENEVTCHN = 'libxenevtchn.so.1'
 
 
 class ArchDomainConfig(ctypes.Structure):
@@ -117,7 +123,13 @@ CTRL_FUNCTIONS = {
     'xc_altp2m_set_mem_access_multi': (_INT, [_VP, _U32, _U16, _P(ctypes.c_uint8),
                                               _P(ctypes.c_uint64), _U32]),
     'xc_altp2m_get_mem_access': (_INT, [_VP, _U32, _U16, xen_pfn_t, _P(xenmem_access_t)]),
+    'xc_altp2m_set_mem_access': (_INT, [_VP, _U32, _U16, xen_pfn_t, xenmem_access_t]),
     'xc_altp2m_set_visibility': (_INT, [_VP, _U32, _U16, ctypes.c_bool]),
+    # The vm_event monitor ring: enable returns the mapped ring page (NULL on failure)
+    # and the event channel port Xen allocated in the domain.
+    'xc_monitor_enable': (_VP, [_VP, _U32, _P(_U32)]),
+    'xc_monitor_disable': (_INT, [_VP, _U32]),
+    'xc_monitor_resume': (_INT, [_VP, _U32]),
 }
 
 #: From xenforeignmemory.h.
@@ -137,6 +149,22 @@ STORE_FUNCTIONS = {
 }
 
 
+#: libc's ``int munmap(void *addr, size_t length)``.
+MUNMAP_SIGNATURE = (_INT, [_VP, ctypes.c_size_t])
+
+#: From xenevtchn.h; evtchn_port_t is uint32_t, xenevtchn_port_or_error_t an int.
+EVTCHN_FUNCTIONS = {
+    'xenevtchn_open': (_VP, [_VP, _UINT]),
+    'xenevtchn_close': (_INT, [_VP]),
+    'xenevtchn_fd': (_INT, [_VP]),
+    'xenevtchn_bind_interdomain': (_INT, [_VP, _U32, _U32]),
+    'xenevtchn_unbind': (_INT, [_VP, _U32]),
+    'xenevtchn_pending': (_INT, [_VP]),
+    'xenevtchn_unmask': (_INT, [_VP, _U32]),
+    'xenevtchn_notify': (_INT, [_VP, _U32]),
+}
+
+
 def _load(soname, functions):
     lib = ctypes.CDLL(soname, use_errno=True)
     for name, (restype, argtypes) in functions.items():
@@ -147,7 +175,10 @@ def _load(soname, functions):
 
 
 class XenLibs:
-    """The loaded libraries: ``ctrl``, ``fmem``, ``store``, plus libc's ``free``."""
+    """The loaded libraries: ``ctrl``, ``fmem``, ``store``, ``evtchn`` (or None).
+
+    Plus libc's ``free`` and ``munmap`` (the monitor ring page is an mmap of privcmd).
+    """
 
     def __init__(self):
         try:
@@ -158,10 +189,19 @@ class XenLibs:
             raise DriverError('xen driver: cannot open the hypervisor interface (is this a '
                               'Xen dom0?): cannot load the Xen 4.17 tool libraries '
                               '(install xen-utils-4.17 / libxen-dev): %s' % exc) from exc
+        try:
+            self.evtchn = _load(LIBXENEVTCHN, EVTCHN_FUNCTIONS)
+            self.evtchn_error = None
+        except (OSError, AttributeError) as exc:
+            self.evtchn = None
+            self.evtchn_error = 'cannot load %s: %s' % (LIBXENEVTCHN, exc)
         libc = ctypes.CDLL(ctypes.util.find_library('c'), use_errno=True)
         self.free = libc.free
         self.free.restype = None
         self.free.argtypes = [_VP]
+        self.munmap = libc.munmap
+        self.munmap.restype = _INT
+        self.munmap.argtypes = MUNMAP_SIGNATURE[1]
 
     @staticmethod
     def errno():

@@ -31,6 +31,16 @@ on pages probed so that a guest that places one page far up costs a bounded amou
 work.  ``first_run()`` returns an empty mapping: there is no single mapping of all RAM,
 so the page-table walker's fast path (``AddressSpace.set_direct_map``) is never taken
 and every read goes through :meth:`read`.
+
+For the driver's copy-before-write snapshot it keeps an *overlay*: pages copied, by
+:meth:`ForeignMemory.preserve`, just before the guest's first write to them landed.
+While the overlay is on, a read returns a copied page's old content and reads every
+other page live (unwritten since the snapshot began, since every write to it would
+have been copied first).  A read and a copy exclude each other (one lock), so a read
+never sees half of a page that is being copied and lifted.  The overlay is bounded
+(``max_pages`` copies); past the bound a written page is only remembered as *lost*
+(its later reads may be torn), and the lost set is bounded too (:data:`MAX_LOST`,
+past which every page read that is not in the overlay counts as possibly written).
 """
 
 import collections
@@ -47,6 +57,33 @@ MAX_READ = 256 * 1024 * 1024
 #: Probing gives up this many pages past what the domain owns (4 GiB of holes: the
 #: MMIO hole below 4 GiB is at most that).
 PROBE_SLACK_PAGES = 1 << 20
+#: Most gfns remembered as written-but-not-copied per snapshot (see the docstring).
+MAX_LOST = 1 << 16
+
+#: What :meth:`ForeignMemory.preserve` did with a page.
+COPIED, KEPT, FULL, UNREADABLE, OFF = 'copied', 'kept', 'full', 'unreadable', 'off'
+
+
+class OverlayResult:
+    """What one overlay held when it was dropped (see :meth:`ForeignMemory.stop_overlay`).
+
+    ``copied`` is the number of pages copied; ``lost`` the gfns written without a copy
+    (overlay full, or the page could not be read); ``lost_overflow`` is True when more
+    than :data:`MAX_LOST` were lost, so ``lost`` is incomplete; ``preserved`` the copied
+    gfns.
+    """
+
+    def __init__(self, preserved=(), lost=(), lost_overflow=False):
+        self.preserved = frozenset(preserved)
+        self.copied = len(self.preserved)
+        self.lost = frozenset(lost)
+        self.lost_overflow = lost_overflow
+
+    def written(self, touched):
+        """The gfns among ``touched`` whose reads may have seen a guest write, sorted."""
+        if self.lost_overflow:
+            return sorted(set(touched) - self.preserved)
+        return sorted(self.lost.intersection(touched))
 
 
 class Chunk:
@@ -86,6 +123,10 @@ class ForeignMemory:
         self._lock = threading.Lock()
         self._ranges = None
         self._touched = None
+        self._overlay = None            # gfn -> bytes copied before the guest wrote
+        self._overlay_max = 0
+        self._lost = set()
+        self._lost_overflow = False
         self._closed = False
 
     # -- chunks --------------------------------------------------------------------------
@@ -151,10 +192,29 @@ class ForeignMemory:
                                             % (bad, chunk.errors[bad - chunk.base]))
                 if self._touched is not None:
                     self._touched.update(range(first, last + 1))
-                offset = pos - (chunk.base << PAGE_SHIFT)
-                parts.append(ctypes.string_at(chunk.addr + offset, stop - pos))
+                if self._overlay:
+                    parts.extend(self._overlaid(chunk, pos, stop))
+                else:
+                    parts.append(self._mapped(chunk, pos, stop))
                 pos = stop
         return parts[0] if len(parts) == 1 else b''.join(parts)
+
+    @staticmethod
+    def _mapped(chunk, pos, stop):
+        return ctypes.string_at(chunk.addr + pos - (chunk.base << PAGE_SHIFT), stop - pos)
+
+    def _overlaid(self, chunk, pos, stop):
+        """The bytes ``[pos, stop)`` of ``chunk``, copied pages from the overlay."""
+        while pos < stop:
+            gfn = pos >> PAGE_SHIFT
+            page_start = gfn << PAGE_SHIFT
+            page_end = min(stop, page_start + PAGE_SIZE)
+            saved = self._overlay.get(gfn)
+            if saved is None:
+                yield self._mapped(chunk, pos, page_end)
+            else:
+                yield saved[pos - page_start:page_end - page_start]
+            pos = page_end
 
     def view(self, paddr, size):
         """A memoryview of a copy of ``size`` bytes at ``paddr`` (never of the mapping)."""
@@ -235,6 +295,65 @@ class ForeignMemory:
         with self._lock:
             touched, self._touched = self._touched or set(), None
         return touched
+
+    def start_overlay(self, max_pages):
+        """Start keeping pages copied by :meth:`preserve`, at most ``max_pages``."""
+        with self._lock:
+            self._overlay = {}
+            self._overlay_max = max_pages
+            self._lost = set()
+            self._lost_overflow = False
+
+    def preserve(self, gfn):
+        """Copy page ``gfn`` as it is now into the overlay (before a write lands).
+
+        Returns :data:`COPIED`, :data:`KEPT` (copied before), :data:`FULL` (the
+        overlay holds ``max_pages``: the page is lost), :data:`UNREADABLE` (lost too)
+        or :data:`OFF` (no overlay).
+        """
+        with self._lock:
+            if self._overlay is None:
+                return OFF
+            if gfn in self._overlay:
+                return KEPT
+            if len(self._overlay) >= self._overlay_max:
+                self._lose(gfn)
+                return FULL
+            data = self._page_locked(gfn)
+            if data is None:
+                self._lose(gfn)
+                return UNREADABLE
+            self._overlay[gfn] = data
+            return COPIED
+
+    def _lose(self, gfn):
+        if len(self._lost) < MAX_LOST:
+            self._lost.add(gfn)
+        elif gfn not in self._lost:
+            self._lost_overflow = True
+
+    def _page_locked(self, gfn):
+        """The content of page ``gfn`` through its mapping, or None (lock held)."""
+        if self._closed or not 0 <= gfn < self.limit:
+            return None
+        chunk = self._chunk(gfn // self.chunk_pages)
+        if chunk is None or chunk.errors[gfn - chunk.base]:
+            return None
+        return self._mapped(chunk, gfn << PAGE_SHIFT, (gfn + 1) << PAGE_SHIFT)
+
+    def stop_overlay(self):
+        """Drop the overlay; an :class:`OverlayResult` saying what it held."""
+        with self._lock:
+            result = OverlayResult(self._overlay or (), self._lost, self._lost_overflow)
+            self._overlay = None
+            self._lost = set()
+            self._lost_overflow = False
+        return result
+
+    @property
+    def overlay_pages(self):
+        """Pages in the overlay now (0 when it is off)."""
+        return len(self._overlay or ())
 
     def ram_gfns(self):
         """Every mappable gfn, ascending (a generator)."""
