@@ -32,6 +32,7 @@ against its digest (:class:`BaselineError` otherwise).
 import hashlib
 import json
 import os
+import threading
 import time
 import zlib
 
@@ -47,6 +48,10 @@ BLOCK_PAGES = 16
 CACHED_BLOCKS = 8
 #: A baseline region is a kernel image section: far below this.
 MAX_REGION = 256 << 20
+#: Baselines read, by the identity of their meta.json, oldest first (see ``load``).
+_LOADED = {}
+_LOADED_MAX = 32
+_LOADED_LOCK = threading.Lock()
 
 
 class BaselineError(VMIError):
@@ -155,9 +160,32 @@ class BaselineStore:
         return os.path.join(self.path, guest), build_key
 
     def load(self, guest_id, build_key):
-        """``(meta, {region: PageImage})`` stored for this guest and build, or None."""
+        """``(meta, {region: PageImage})`` stored for this guest and build, or None.
+
+        A baseline read before is reused while its ``meta.json`` is the same file (a
+        new baseline is a new directory renamed into place): a run costs a stat, not
+        a read of every digest.
+        """
         parent, name = self._dir(guest_id, build_key)
         d = os.path.join(parent, name)
+        try:
+            st = os.stat(os.path.join(d, 'meta.json'))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise BaselineError('cannot read %s: %s' % (d, exc.strerror)) from None
+        identity = (d, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        with _LOADED_LOCK:
+            loaded = _LOADED.pop(identity, None)
+        if loaded is None:
+            loaded = self._read_baseline(d)
+        with _LOADED_LOCK:
+            _LOADED[identity] = loaded
+            while len(_LOADED) > _LOADED_MAX:
+                del _LOADED[next(iter(_LOADED))]
+        return loaded
+
+    def _read_baseline(self, d):
         meta = read_json(os.path.join(d, 'meta.json'), BaselineError)
         if meta is None or meta.get('format') != FORMAT:
             return None

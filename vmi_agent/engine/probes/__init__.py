@@ -27,13 +27,13 @@ guest data, or a bug) gets its own error and the others still run.
 
 import contextlib
 import functools
-import threading
 import time
 
 import stevedore
 
 from vmi_agent.engine.errors import VMIError
 from vmi_agent.engine.probes.base import Finding, Probe, ProbeResult
+from vmi_agent.engine.watchdog import WATCHDOG
 
 NAMESPACE = 'vmi_agent.probes'
 
@@ -66,32 +66,16 @@ def requirements():
 
 @contextlib.contextmanager
 def _time_limit(kernel, seconds, name):
-    """Interrupt ``kernel``'s reads when the body runs past ``seconds`` (None: never).
-
-    The timer thread and the body agree under a lock, so that a timer firing just as
-    the probe ends cannot interrupt the next one.
-    """
+    """Interrupt ``kernel``'s reads when the body runs past ``seconds`` (None: never)."""
     if not seconds:
         yield
         return
-    lock = threading.Lock()
-    done = False
-
-    def expire():
-        with lock:
-            if not done:
-                kernel.space.interrupt('probe %s ran past its %gs time limit'
-                                       % (name, seconds))
-
-    timer = threading.Timer(seconds, expire)
-    timer.daemon = True
-    timer.start()
+    entry = WATCHDOG.arm(seconds, functools.partial(
+        kernel.space.interrupt, 'probe %s ran past its %gs time limit' % (name, seconds)))
     try:
         yield
     finally:
-        with lock:
-            done = True
-        timer.cancel()
+        WATCHDOG.disarm(entry)
         kernel.space.resume()
 
 
