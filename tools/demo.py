@@ -51,8 +51,9 @@ SYSCALL = 62
 
 
 class Demo:
-    def __init__(self, transport_url):
+    def __init__(self, transport_url, workdir=None):
         self.transport_url = transport_url
+        self.workdir = workdir
         self.steps = 6
         self.step_no = 0
         self.checks = []
@@ -130,7 +131,7 @@ class Demo:
         self.step('booting the guest under QEMU (TCG, 256 MiB, RAM in a shared file)')
         with self.progress('booting'):
             guest = Guest(assets=found)
-        with guest, EmbeddedCloud(self.transport_url) as self.cloud:
+        with guest, EmbeddedCloud(self.transport_url, self.workdir) as self.cloud:
             self.guest = guest
             self.uuid = guest.uuid
             print('      instance %s' % self.uuid)
@@ -236,8 +237,12 @@ class Demo:
                                                      len(self.checks)))
         for good, text in self.checks:
             print('  %s %s' % ('PASS' if good else 'FAIL', text))
-        print('The agent, API and listener ran in this process; the database was %s.'
-              % os.path.join(self.cloud.workdir, 'nova-vmi.sqlite'))
+        if self.workdir:
+            print('The API, the listener and the agent ran in this process; their database '
+                  'and log are in %s.' % self.workdir)
+        else:
+            print('The API, the listener and the agent ran in this process, in a temporary '
+                  'directory now removed (--workdir DIR keeps the database and the log).')
         return 0 if ok else 1
 
 
@@ -266,8 +271,13 @@ def main(argv=None):
     parser.add_argument('--transport-url', default=MEMORY_URL,
                         help='oslo.messaging URL (default: in-process; e.g. '
                              'rabbit://guest:guest@127.0.0.1:5672/)')
+    parser.add_argument('--workdir', metavar='DIR',
+                        help='keep the database (SQLite), the log and the agent\'s state '
+                             'here (default: a temporary directory, removed at the end)')
     args = parser.parse_args(argv)
-    return Demo(args.transport_url).run()
+    if args.workdir:
+        os.makedirs(args.workdir, exist_ok=True)
+    return Demo(args.transport_url, args.workdir).run()
 
 
 if __name__ == '__main__':
