@@ -19,7 +19,6 @@ operator would.  :meth:`ControlPlane.call` talks HTTP to the API.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -30,12 +29,6 @@ from nova_vmi.objects import notification
 from tools.testbed import services
 
 ADMIN = {'X-User-Id': 'admin', 'X-Project-Id': 'admin-project', 'X-Roles': 'admin'}
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def api_call(url, method, path, body=None, headers=None):
@@ -63,7 +56,7 @@ class ControlPlane(services.Workdir):
     def __init__(self, database_url, transport_url, topic=notification.DEFAULT_TOPIC,
                  workdir=None, options=None):
         super().__init__(workdir, 'nova-vmi-')
-        self.port = _free_port()
+        self.port = services.free_port()
         self.url = 'http://127.0.0.1:%d' % self.port
         self.config_path = os.path.join(self.workdir, 'nova-vmi.conf')
         self.options = {

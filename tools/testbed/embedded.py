@@ -19,7 +19,6 @@ what a newcomer runs first, and what the README's first command starts.
 """
 
 import os
-import socket
 import threading
 
 from oslo_config import cfg
@@ -39,12 +38,6 @@ from vmi_agent.service import AgentService
 MEMORY_URL = 'kombu+memory:////'
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 class EmbeddedCloud(services.Workdir):
     """API, listener and agent (qemu driver over ``guest_dir``) in this process.
 
@@ -55,7 +48,7 @@ class EmbeddedCloud(services.Workdir):
         super().__init__(workdir, 'nova-vmi-all-in-one-')
         self.transport_url = transport_url
         self.host = host
-        self.port = _free_port()
+        self.port = services.free_port()
         self.url = 'http://127.0.0.1:%d' % self.port
         self.guest_dir = os.path.join(self.workdir, 'guests')
         self.log_path = os.path.join(self.workdir, 'all-in-one.log')

@@ -19,10 +19,18 @@ with SIGTERM (SIGKILL if it lingers).
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+
+def free_port():
+    """A TCP port nothing listens on now, on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 
 def write_config(path, options):
