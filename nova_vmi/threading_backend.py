@@ -19,6 +19,13 @@ commands import ``nova.monkey_patch``.  The scheduler filter, which runs inside
 nova-scheduler, must not.
 """
 
+import warnings
+
 from oslo_service import backend
+
+# Libraries probe for eventlet at import (futurist does), and importing it prints a
+# deprecation banner on every command: it says nothing about nova-vmi, which never
+# uses eventlet.
+warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
 
 backend.init_backend(backend.BackendType.THREADING)

@@ -34,7 +34,8 @@ def load_driver(conf):
     name = conf.agent.driver
     try:
         return stevedore.DriverManager(DRIVER_NAMESPACE, name, invoke_on_load=True,
-                                       invoke_args=(conf,)).driver
+                                       invoke_args=(conf,),
+                                       warn_on_missing_entrypoint=False).driver
     except stevedore.exception.NoMatches:
         names = sorted(stevedore.ExtensionManager(DRIVER_NAMESPACE).names())
         raise DriverError('[agent] driver = %s: no such driver (available: %s)'
