@@ -162,10 +162,15 @@ class AgentManager:
                 return
         self.runs.submit(job)
 
-    def _refusal(self, job):
+    def _known(self, instance_uuid):
         with self._lock:
-            known = job.instance_uuid in self._guests
-        if not known:
+            return instance_uuid in self._guests
+
+    def _refusal(self, job):
+        if not self._known(job.instance_uuid):
+            # A guest started since the last refresh is asked about at once: look again.
+            self.refresh_guests()
+        if not self._known(job.instance_uuid):
             return 'instance %s does not run on host %s' % (job.instance_uuid, self.host)
         if not self.policies.get(job.instance_uuid).on_demand:
             return "on-demand runs are off in the instance's policy"

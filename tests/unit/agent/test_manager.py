@@ -158,6 +158,16 @@ def test_run_for_an_instance_not_on_this_host_is_an_error(manager, notes):
     assert 'does not run on host compute-1' in error.data['error']
 
 
+def test_a_guest_new_since_the_last_refresh_is_served_at_once(manager, notes, tmp_path):
+    kernel = fakekernel.FakeKernel()
+    kernel.task(1, 'init')
+    uuid = uuidutils.generate_uuid()
+    kernel.g.save(tmp_path / 'images' / ('%s.raw' % uuid))
+    request = _request(uuid, ['pslist'])
+    manager.introspect({}, request)
+    assert _outcome(notes, request.run_id).event_type == 'vmi.run.end'
+
+
 def test_unknown_probe_is_an_error_naming_it(manager, notes, image):
     request = _request(image, ['pslist', 'no_such_probe'])
     manager.introspect({}, request)
